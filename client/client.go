@@ -1,0 +1,156 @@
+// Package client is hashfed's client library: it dials a node over mutual
+// TLS with an org's client certificate, publishes signed contributions,
+// follows the ledger with every entry verified, and audits the ledger.
+//
+// Everything a node returns is checked against the genesis document the
+// caller holds: statement signatures against the orgs' registered keys,
+// payloads against their statements' digests, checkpoints against the nodes'
+// registered checkpoint keys, entries against checkpoints by Merkle proofs.
+package client
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/hashfed/hashfed/certs"
+	"github.com/hashfed/hashfed/federation"
+	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
+)
+
+// Config says which node to talk to and with what credentials.
+type Config struct {
+	// Node is the node's API address, host:port.
+	Node string
+	// Genesis is the path of the federation's genesis document.
+	Genesis string
+	// Cert and Key are an org client (or node) certificate and its key.
+	Cert, Key string
+}
+
+// A Client is a connection to one node.
+type Client struct {
+	conn     *grpc.ClientConn
+	genesis  *federation.Genesis
+	doc      []byte
+	identity certs.Identity
+
+	Publisher  hashfedv1.PublishServiceClient
+	Subscriber hashfedv1.SubscribeServiceClient
+	Ledger     hashfedv1.LedgerServiceClient
+	Cluster    hashfedv1.ClusterServiceClient
+}
+
+// maxMessageSize matches the node's limit.
+const maxMessageSize = 4 << 20
+
+// Dial prepares a client; the connection opens on first use.
+func Dial(cfg Config) (*Client, error) {
+	if cfg.Node == "" || cfg.Genesis == "" || cfg.Cert == "" || cfg.Key == "" {
+		return nil, errors.New("a node address, the genesis file, a client certificate and its key are all required (flags --node --genesis --cert --key, or HASHFED_NODE, HASHFED_GENESIS, HASHFED_CERT, HASHFED_KEY)")
+	}
+	doc, err := os.ReadFile(cfg.Genesis)
+	if err != nil {
+		return nil, fmt.Errorf("reading genesis: %w", err)
+	}
+	g, err := federation.ParseGenesis(doc)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := certs.LoadKeyPair(cfg.Cert, cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("loading client certificate: %w", err)
+	}
+	id, err := certs.IdentityFromCert(cert.Leaf)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	cas := map[string]*x509.Certificate{}
+	for _, o := range g.Orgs {
+		c, err := o.CACertificate()
+		if err != nil {
+			return nil, err
+		}
+		cas[o.Name] = c
+	}
+	creds := credentials.NewTLS(certs.ClientConfig(cert, certs.NewBundle(cas)))
+	conn, err := grpc.NewClient(cfg.Node,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageSize), grpc.MaxCallSendMsgSize(maxMessageSize)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", cfg.Node, err)
+	}
+	return &Client{
+		conn: conn, genesis: g, doc: doc, identity: id,
+		Publisher:  hashfedv1.NewPublishServiceClient(conn),
+		Subscriber: hashfedv1.NewSubscribeServiceClient(conn),
+		Ledger:     hashfedv1.NewLedgerServiceClient(conn),
+		Cluster:    hashfedv1.NewClusterServiceClient(conn),
+	}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Genesis returns the genesis the client verifies against.
+func (c *Client) Genesis() *federation.Genesis { return c.genesis }
+
+// Identity returns the client's own identity.
+func (c *Client) Identity() certs.Identity { return c.identity }
+
+// Conn returns the underlying gRPC connection.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// A PublishResult says where a contribution landed.
+type PublishResult struct {
+	Index     int64
+	TreeSize  int64
+	Statement *federation.Statement
+}
+
+// Publish signs signals as the next contribution of the signer's org to set
+// and submits it. issuedAt is the publisher's informative timestamp.
+func (c *Client) Publish(ctx context.Context, signer *federation.Signer, set string, signals []*hashfedv1.Signal, issuedAt string) (*PublishResult, error) {
+	seq, err := c.Publisher.GetNextSequence(ctx, &hashfedv1.GetNextSequenceRequest{Set: set})
+	if err != nil {
+		return nil, Explain(err)
+	}
+	contrib, st, err := federation.BuildContribution(signer, c.genesis.Federation, set, seq.GetSequence(), signals, issuedAt)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Publisher.Publish(ctx, &hashfedv1.PublishRequest{Contribution: contrib})
+	if err != nil {
+		return nil, Explain(err)
+	}
+	return &PublishResult{Index: res.GetIndex(), TreeSize: res.GetTreeSize(), Statement: st}, nil
+}
+
+// Explain adds a hint to errors whose cause a user may not see from the status
+// alone, such as a node refusing the client certificate during the handshake.
+func Explain(err error) error {
+	s, ok := status.FromError(err)
+	if !ok || s.Code() != codes.Unavailable {
+		return err
+	}
+	msg := s.Message()
+	if strings.Contains(msg, "certificate") || strings.Contains(msg, "tls:") {
+		return fmt.Errorf("%w\nhint: the node refused the TLS handshake; check that --cert was issued by your org's CA (hashfed certs create-client) and that your org is in the genesis", err)
+	}
+	return fmt.Errorf("%w\nhint: is a node listening at that address?", err)
+}
+
+// Status asks the node for its view of the cluster.
+func (c *Client) Status(ctx context.Context) (*hashfedv1.StatusResponse, error) {
+	st, err := c.Cluster.Status(ctx, &hashfedv1.StatusRequest{})
+	return st, Explain(err)
+}

@@ -1,0 +1,116 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/hashfed/hashfed/federation"
+	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
+)
+
+// An Update is one verified ledger entry.
+type Update struct {
+	// Index is the entry's ledger index; resume after it with cursor Index+1.
+	Index int64
+	Entry *hashfedv1.LedgerEntry
+	// Statement is set for statement entries, verified against its org's key.
+	Statement *federation.Statement
+	// Signals are the statement's values, checked against its digest; nil when
+	// the node sent no payload (a set the caller does not read or did not ask for).
+	Signals []*hashfedv1.Signal
+}
+
+// Subscribe streams entries from cursor on and calls fn with each, in ledger
+// order, after verifying it. It stops when ctx ends, the stream fails, or fn
+// returns an error (io.EOF from fn stops it without error). Any entry that
+// fails verification stops the stream with an error naming the entry.
+func (c *Client) Subscribe(ctx context.Context, cursor int64, sets []string, fn func(*Update) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.Subscriber.Subscribe(ctx, &hashfedv1.SubscribeRequest{Cursor: cursor, Sets: sets})
+	if err != nil {
+		return Explain(err)
+	}
+	next := cursor
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return Explain(err)
+		}
+		if msg.GetIndex() != next {
+			return fmt.Errorf("node sent entry %d where entry %d was due: refusing a gap or repeat", msg.GetIndex(), next)
+		}
+		u, err := c.VerifyEntry(msg.GetIndex(), msg.GetEntry(), msg.GetPayload())
+		if err != nil {
+			return err
+		}
+		if err := fn(u); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		next++
+	}
+}
+
+// VerifyEntry decodes one ledger entry and checks it against the genesis: the
+// genesis entry must hold exactly the caller's genesis document; a statement
+// must verify under its org's key, and its payload (if any) must match it.
+func (c *Client) VerifyEntry(index int64, leaf, payload []byte) (*Update, error) {
+	e, _, err := federation.DecodeEntry(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	u := &Update{Index: index, Entry: e}
+	if g := e.GetGenesis(); g != nil {
+		if index != 0 {
+			return nil, fmt.Errorf("entry %d: a genesis entry may only be entry 0", index)
+		}
+		if !bytes.Equal(g.GetDocument(), c.doc) {
+			return nil, fmt.Errorf("entry 0: the ledger's genesis document differs from the genesis file given to this client")
+		}
+		return u, nil
+	}
+	if index == 0 {
+		return nil, fmt.Errorf("entry 0 is not the genesis entry")
+	}
+	st, err := c.openStatement(index, e.GetStatement().GetEnvelope())
+	if err != nil {
+		return nil, err
+	}
+	u.Statement = st
+	if len(payload) > 0 {
+		sigs, err := federation.CheckPayload(st, payload)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", index, err)
+		}
+		u.Signals = sigs
+	}
+	return u, nil
+}
+
+func (c *Client) openStatement(index int64, env []byte) (*federation.Statement, error) {
+	claimed, err := federation.PeekStatement(env)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	org := c.genesis.Org(claimed.Org)
+	if org == nil {
+		return nil, fmt.Errorf("entry %d: statement names org %q, which is not in the genesis", index, claimed.Org)
+	}
+	key, err := federation.ParsePublicKey([]byte(org.SigningKey))
+	if err != nil {
+		return nil, fmt.Errorf("org %q signing key: %w", org.Name, err)
+	}
+	st, err := federation.OpenStatement(env, key)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: statement of org %q: %w", index, claimed.Org, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,396 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotLeader is returned when an operation that needs the leader runs elsewhere.
+	ErrNotLeader = errors.New("not the raft leader")
+	// ErrNoLeader is returned when no leader is known before the context ends.
+	ErrNoLeader = errors.New("no raft leader is known; the cluster may be electing one or may have lost its majority")
+)
+
+// A Peer is one voter of the initial configuration.
+type Peer struct {
+	ID      string
+	Address string
+}
+
+// Config configures a [Node]. Zero durations take the defaults of [DefaultConfig].
+type Config struct {
+	// ID is the node's Raft server ID.
+	ID string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// Listener is the bound TCP listener for Raft and forwarded requests.
+	Listener net.Listener
+	// Advertise is host:port other nodes dial; empty means Listener's address.
+	Advertise string
+	// ServerTLS authenticates incoming connections; ClientTLS outgoing ones.
+	ServerTLS, ClientTLS *tls.Config
+	// Bootstrap is the initial voter set. A node with no Raft state bootstraps
+	// with it; empty means the node waits to be added with Join.
+	Bootstrap []Peer
+	// FSM is the state machine Raft drives.
+	FSM StateMachine
+	// Prepare runs on the leader and turns a request into the command to
+	// commit, or returns reject, the result to answer with without committing.
+	// Nil commits requests as they are.
+	Prepare func(req []byte) (cmd, reject []byte)
+	// Log receives the node's and Raft's log lines.
+	Log *slog.Logger
+
+	// Raft timing. For federations spanning continents raise these well above
+	// the round-trip time (e.g. 1.5 s heartbeat and election timeouts for 150 ms RTT).
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotInterval and SnapshotThreshold: how often Raft checks, and how
+	// many new log entries trigger a snapshot. TrailingLogs are kept after it.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	// ApplyTimeout bounds one write when the caller's context has no deadline.
+	ApplyTimeout time.Duration
+	// DialTimeout bounds connecting to another node.
+	DialTimeout time.Duration
+}
+
+// DefaultConfig returns timings suited to a LAN or one machine.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      20 * time.Millisecond,
+		SnapshotInterval:   2 * time.Minute,
+		SnapshotThreshold:  8192,
+		TrailingLogs:       10240,
+		ApplyTimeout:       10 * time.Second,
+		DialTimeout:        5 * time.Second,
+	}
+}
+
+func (c *Config) fillDefaults() {
+	d := DefaultConfig()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&c.HeartbeatTimeout, d.HeartbeatTimeout)
+	set(&c.ElectionTimeout, d.ElectionTimeout)
+	set(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	set(&c.CommitTimeout, d.CommitTimeout)
+	set(&c.SnapshotInterval, d.SnapshotInterval)
+	set(&c.ApplyTimeout, d.ApplyTimeout)
+	set(&c.DialTimeout, d.DialTimeout)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// A Node is one running Raft server.
+type Node struct {
+	cfg       Config
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	mux       *muxListener
+	fwd       *forwarder
+}
+
+// Start opens the node's stores, starts Raft and, on first start with a
+// bootstrap list, bootstraps the cluster.
+func Start(cfg Config) (*Node, error) {
+	cfg.fillDefaults()
+	if cfg.ID == "" || cfg.DataDir == "" || cfg.Listener == nil || cfg.FSM == nil || cfg.ServerTLS == nil || cfg.ClientTLS == nil {
+		return nil, errors.New("consensus: ID, DataDir, Listener, FSM, ServerTLS and ClientTLS are required")
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.Listener.Addr().String()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg}
+	n.fwd = &forwarder{n: n}
+	hl := newHCLogger(cfg.Log.With("component", "raft"))
+
+	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	if err != nil {
+		return nil, fmt.Errorf("opening raft log store: %w", err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("opening snapshot store: %w", err)
+	}
+	logs, err := raft.NewLogCache(512, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+
+	n.mux = newMuxListener(cfg.Listener, tcpAddr(cfg.Advertise), cfg.ServerTLS, cfg.Log, n.serveForward)
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{m: n.mux, dialTLS: cfg.ClientTLS},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hl,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.Logger = hl
+	if err := raft.ValidateConfig(rc); err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("raft config: %w", err)
+	}
+
+	existing, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	r, err := raft.NewRaft(rc, fsm{cfg.FSM}, logs, store, snaps, n.transport)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("starting raft: %w", err)
+	}
+	n.raft = r
+	if !existing && len(cfg.Bootstrap) > 0 {
+		var servers []raft.Server
+		for _, p := range cfg.Bootstrap {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
+		}
+		// Every founding node bootstraps with the same configuration, which
+		// Raft documents as safe; ErrCantBootstrap means state already exists.
+		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.Close()
+			return nil, fmt.Errorf("bootstrapping raft: %w", err)
+		}
+	}
+	return n, nil
+}
+
+func (n *Node) closeStores() {
+	if n.transport != nil {
+		n.transport.Close()
+	}
+	if n.mux != nil {
+		n.mux.Close()
+	}
+	n.store.Close()
+}
+
+// Close stops Raft and releases the stores and the listener.
+func (n *Node) Close() error {
+	err := n.raft.Shutdown().Error()
+	n.fwd.closeAll()
+	n.closeStores()
+	return err
+}
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderCh reports leadership changes of this node (see raft.Raft.LeaderCh).
+func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+
+// Apply commits req through the leader: on the leader directly, elsewhere by
+// forwarding. It returns the state machine's result for the command, or
+// Prepare's rejection. It retries while no leader is known and while a
+// request provably did not reach one, until ctx ends.
+func (n *Node) Apply(ctx context.Context, req []byte) ([]byte, error) {
+	return n.toLeader(ctx, func(ctx context.Context) ([]byte, error) { return n.applyLocal(ctx, req) }, opApply, req)
+}
+
+// Join adds a server to the configuration: a voter or a non-voter.
+func (n *Node) Join(ctx context.Context, id, address string, voter bool) error {
+	body, _ := json.Marshal(joinRequest{ID: id, Address: address, Voter: voter})
+	_, err := n.toLeader(ctx, func(context.Context) ([]byte, error) {
+		return nil, n.joinLocal(joinRequest{ID: id, Address: address, Voter: voter})
+	}, opJoin, body)
+	return err
+}
+
+func (n *Node) toLeader(ctx context.Context, local func(context.Context) ([]byte, error), op byte, body []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		defer cancel()
+	}
+	var lastErr error = ErrNoLeader
+	for {
+		if n.IsLeader() {
+			res, err := local(ctx)
+			if !errors.Is(err, ErrNotLeader) {
+				return res, err
+			}
+		} else if addr, _ := n.raft.LeaderWithID(); addr != "" && string(addr) != n.cfg.Advertise {
+			res, sent, err := n.fwd.call(ctx, string(addr), op, body)
+			if err == nil || sent {
+				return res, err
+			}
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), lastErr)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) applyLocal(ctx context.Context, req []byte) ([]byte, error) {
+	if !n.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	cmd := req
+	if n.cfg.Prepare != nil {
+		var reject []byte
+		cmd, reject = n.cfg.Prepare(req)
+		if reject != nil {
+			return reject, nil
+		}
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return nil, ErrNotLeader // not appended: safe to retry
+		}
+		return nil, fmt.Errorf("committing: %w", err)
+	}
+	res, _ := f.Response().([]byte)
+	return res, nil
+}
+
+func (n *Node) joinLocal(jr joinRequest) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	var f raft.IndexFuture
+	if jr.Voter {
+		f = n.raft.AddVoter(raft.ServerID(jr.ID), raft.ServerAddress(jr.Address), 0, n.cfg.ApplyTimeout)
+	} else {
+		f = n.raft.AddNonvoter(raft.ServerID(jr.ID), raft.ServerAddress(jr.Address), 0, n.cfg.ApplyTimeout)
+	}
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("adding %s to the raft configuration: %w", jr.ID, err)
+	}
+	return nil
+}
+
+// A Member is one server of the Raft configuration.
+type Member struct {
+	ID      string
+	Address string
+	Voter   bool
+}
+
+// A Status is this node's view of the cluster.
+type Status struct {
+	ID            string
+	State         string
+	LeaderID      string
+	LeaderAddress string
+	Members       []Member
+	AppliedIndex  uint64
+	Term          uint64
+}
+
+// Status reports this node's view of the cluster.
+func (n *Node) Status() (Status, error) {
+	addr, id := n.raft.LeaderWithID()
+	st := Status{
+		ID:            n.cfg.ID,
+		State:         n.raft.State().String(),
+		LeaderID:      string(id),
+		LeaderAddress: string(addr),
+		AppliedIndex:  n.raft.AppliedIndex(),
+	}
+	st.Term, _ = strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return st, err
+	}
+	for _, s := range f.Configuration().Servers {
+		st.Members = append(st.Members, Member{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return st, nil
+}
+
+// Barrier waits until every command committed before it is applied locally
+// (leader only).
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+
+// newHCLogger routes hashicorp/raft's hclog output into slog.
+func newHCLogger(l *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "raft",
+		Level:      hclog.Info,
+		Output:     slogWriter{l},
+		JSONFormat: false,
+	})
+}
+
+// slogWriter turns hclog's lines into slog records at a level read from the line.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := string(p)
+	lvl := slog.LevelInfo
+	switch {
+	case strings.Contains(line, "[ERROR]"):
+		lvl = slog.LevelError
+	case strings.Contains(line, "[WARN]"):
+		lvl = slog.LevelWarn
+	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
+		lvl = slog.LevelDebug
+	}
+	w.l.Log(context.Background(), lvl, strings.TrimRight(line, "\r\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}

@@ -1,0 +1,293 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"slices"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hashfed/hashfed/certs"
+	"github.com/hashfed/hashfed/federation"
+	"github.com/hashfed/hashfed/ledger"
+	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
+)
+
+// consensusStatus maps a failure to commit to a gRPC status.
+func consensusStatus(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "not committed in time; the contribution may or may not be on the ledger, retrying with the same sequence number is safe: %v", err)
+	default:
+		return status.Errorf(codes.Unavailable, "consensus: %v", err)
+	}
+}
+
+type publishService struct {
+	hashfedv1.UnimplementedPublishServiceServer
+	n *Node
+}
+
+func (s *publishService) Publish(ctx context.Context, req *hashfedv1.PublishRequest) (*hashfedv1.PublishResponse, error) {
+	caller := callerFrom(ctx)
+	c := req.GetContribution()
+	if c == nil || len(c.Envelope) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "request carries no contribution")
+	}
+	st, err := federation.PeekStatement(c.Envelope)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if st.Org != caller.Identity.Org {
+		return nil, status.Errorf(codes.PermissionDenied, "caller %s belongs to org %q but the statement is for org %q: an org submits only its own contributions", caller.Identity, caller.Identity.Org, st.Org)
+	}
+	cmd, err := proto.Marshal(&hashfedv1.Command{Op: &hashfedv1.Command_Contribution{Contribution: c}})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	out, err := s.n.cons.Apply(ctx, cmd)
+	if err != nil {
+		return nil, consensusStatus(err)
+	}
+	res, err := federation.DecodeResult(out)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if err := res.Err(); err != nil {
+		return nil, rejectStatus(err)
+	}
+	s.n.log.InfoContext(ctx, "contribution committed", "org", st.Org, "set", st.Set, "sequence", st.Sequence, "signals", st.Count, "index", res.Index)
+	return &hashfedv1.PublishResponse{Index: res.Index, TreeSize: res.TreeSize}, nil
+}
+
+func (s *publishService) GetNextSequence(ctx context.Context, req *hashfedv1.GetNextSequenceRequest) (*hashfedv1.GetNextSequenceResponse, error) {
+	caller := callerFrom(ctx)
+	if !s.n.state.HasSet(req.GetSet()) {
+		return nil, status.Errorf(codes.NotFound, "set %q does not exist", req.GetSet())
+	}
+	return &hashfedv1.GetNextSequenceResponse{Sequence: s.n.state.NextSequence(caller.Identity.Org, req.GetSet())}, nil
+}
+
+type subscribeService struct {
+	hashfedv1.UnimplementedSubscribeServiceServer
+	n *Node
+}
+
+// subscribeBatch is how many entries one read of the ledger takes.
+const subscribeBatch = 256
+
+func (s *subscribeService) Subscribe(req *hashfedv1.SubscribeRequest, stream grpc.ServerStreamingServer[hashfedv1.SubscribeResponse]) error {
+	ctx := stream.Context()
+	caller := callerFrom(ctx)
+	state := s.n.state
+	cursor := req.GetCursor()
+	if cursor < 0 {
+		return status.Errorf(codes.InvalidArgument, "cursor %d is negative; the first entry is 0", cursor)
+	}
+	if size := state.Size(); cursor > size {
+		return status.Errorf(codes.OutOfRange, "cursor %d is past the end of this node's ledger (size %d): resume from a cursor you received, or ask another node", cursor, size)
+	}
+	want := req.GetSets()
+	for _, set := range want {
+		if !state.HasSet(set) {
+			return status.Errorf(codes.NotFound, "set %q does not exist", set)
+		}
+		if !state.CanRead(caller.Identity.Org, set) {
+			return status.Errorf(codes.PermissionDenied, "org %q may not read the values of set %q", caller.Identity.Org, set)
+		}
+	}
+	for {
+		changed := state.Changed()
+		size := state.Size()
+		for cursor < size {
+			end := min(size, cursor+subscribeBatch)
+			leaves, err := state.Entries(cursor, end)
+			if err != nil {
+				return status.Errorf(codes.Internal, "reading ledger: %v", err)
+			}
+			for _, leaf := range leaves {
+				msg := &hashfedv1.SubscribeResponse{Index: cursor, Entry: leaf}
+				if _, st, err := federation.DecodeEntry(leaf); err == nil && st != nil &&
+					state.CanRead(caller.Identity.Org, st.Set) && (len(want) == 0 || slices.Contains(want, st.Set)) {
+					msg.Payload = state.Payload(cursor)
+				}
+				// Send blocks while the client's flow-control window is full:
+				// a slow consumer slows its own stream, not the node.
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
+				cursor++
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.n.stop:
+			return status.Error(codes.Unavailable, "node is shutting down; resume from your cursor on another node")
+		case <-changed:
+		}
+	}
+}
+
+type ledgerService struct {
+	hashfedv1.UnimplementedLedgerServiceServer
+	n *Node
+}
+
+// maxEntriesPerCall bounds GetEntries.
+const maxEntriesPerCall = 1000
+
+func (s *ledgerService) GetCheckpoint(ctx context.Context, _ *hashfedv1.GetCheckpointRequest) (*hashfedv1.GetCheckpointResponse, error) {
+	cp, err := s.n.state.Checkpoint()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "computing checkpoint: %v", err)
+	}
+	signed, err := ledger.SignCheckpoint(cp, s.n.signer)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "signing checkpoint: %v", err)
+	}
+	return &hashfedv1.GetCheckpointResponse{SignedCheckpoint: signed}, nil
+}
+
+func (s *ledgerService) GetEntries(ctx context.Context, req *hashfedv1.GetEntriesRequest) (*hashfedv1.GetEntriesResponse, error) {
+	start, end := req.GetStart(), req.GetEnd()
+	if start < 0 || end <= start {
+		return nil, status.Errorf(codes.InvalidArgument, "entry range [%d, %d) is empty or negative", start, end)
+	}
+	if end-start > maxEntriesPerCall {
+		return nil, status.Errorf(codes.InvalidArgument, "entry range [%d, %d) asks for %d entries, at most %d per call", start, end, end-start, maxEntriesPerCall)
+	}
+	if size := s.n.state.Size(); end > size {
+		return nil, status.Errorf(codes.OutOfRange, "entry range [%d, %d) runs past the ledger size %d", start, end, size)
+	}
+	leaves, err := s.n.state.Entries(start, end)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading entries: %v", err)
+	}
+	return &hashfedv1.GetEntriesResponse{Entries: leaves}, nil
+}
+
+func (s *ledgerService) GetInclusionProof(ctx context.Context, req *hashfedv1.GetInclusionProofRequest) (*hashfedv1.GetInclusionProofResponse, error) {
+	index, size := req.GetIndex(), req.GetTreeSize()
+	if index < 0 || size <= index {
+		return nil, status.Errorf(codes.InvalidArgument, "entry %d is not in a tree of size %d", index, size)
+	}
+	if have := s.n.state.Size(); size > have {
+		return nil, status.Errorf(codes.OutOfRange, "tree size %d is larger than this node's ledger (%d)", size, have)
+	}
+	p, err := s.n.state.InclusionProof(index, size)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "proving inclusion: %v", err)
+	}
+	return &hashfedv1.GetInclusionProofResponse{Hashes: hashBytes(p)}, nil
+}
+
+func (s *ledgerService) GetConsistencyProof(ctx context.Context, req *hashfedv1.GetConsistencyProofRequest) (*hashfedv1.GetConsistencyProofResponse, error) {
+	oldSize, newSize := req.GetOldSize(), req.GetNewSize()
+	if oldSize < 1 || newSize < oldSize {
+		return nil, status.Errorf(codes.InvalidArgument, "no consistency proof from size %d to size %d: want 1 <= old <= new", oldSize, newSize)
+	}
+	if have := s.n.state.Size(); newSize > have {
+		return nil, status.Errorf(codes.OutOfRange, "tree size %d is larger than this node's ledger (%d)", newSize, have)
+	}
+	p, err := s.n.state.ConsistencyProof(oldSize, newSize)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "proving consistency: %v", err)
+	}
+	return &hashfedv1.GetConsistencyProofResponse{Hashes: hashBytes(p)}, nil
+}
+
+func hashBytes(hs []tlog.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = h[:]
+	}
+	return out
+}
+
+type clusterService struct {
+	hashfedv1.UnimplementedClusterServiceServer
+	n *Node
+}
+
+func (s *clusterService) Join(ctx context.Context, req *hashfedv1.JoinRequest) (*hashfedv1.JoinResponse, error) {
+	caller := callerFrom(ctx)
+	if req.GetNodeId() != caller.Identity.Name {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may join only as itself, not as node %q", caller.Identity, req.GetNodeId())
+	}
+	if _, _, err := net.SplitHostPort(req.GetRaftAddress()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "raft address %q: %v", req.GetRaftAddress(), err)
+	}
+	voter := false
+	if gn := s.n.state.Genesis().Node(req.GetNodeId()); gn != nil {
+		if gn.Org != caller.Identity.Org {
+			return nil, status.Errorf(codes.PermissionDenied, "the genesis lists node %q under org %q, not %q", gn.ID, gn.Org, caller.Identity.Org)
+		}
+		voter = gn.Voter
+	}
+	if err := s.n.cons.Join(ctx, req.GetNodeId(), req.GetRaftAddress(), voter); err != nil {
+		return nil, consensusStatus(err)
+	}
+	s.n.log.InfoContext(ctx, "node joined", "joined", req.GetNodeId(), "raft", req.GetRaftAddress(), "voter", voter)
+	return &hashfedv1.JoinResponse{Voter: voter}, nil
+}
+
+func (s *clusterService) Status(ctx context.Context, _ *hashfedv1.StatusRequest) (*hashfedv1.StatusResponse, error) {
+	st, err := s.n.cons.Status()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading raft configuration: %v", err)
+	}
+	out := &hashfedv1.StatusResponse{
+		NodeId:        st.ID,
+		State:         st.State,
+		LeaderId:      st.LeaderID,
+		LeaderAddress: st.LeaderAddress,
+		AppliedIndex:  st.AppliedIndex,
+		Term:          st.Term,
+		LedgerSize:    s.n.state.Size(),
+	}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, &hashfedv1.Member{NodeId: m.ID, RaftAddress: m.Address, Voter: m.Voter})
+	}
+	return out, nil
+}
+
+// joinLoop asks the configured nodes to add this node until one does.
+func (n *Node) joinLoop(advertise string, cert tls.Certificate) {
+	g := n.state.Genesis()
+	trust, _ := trustBundle(g)
+	creds := credentials.NewTLS(certs.ClientConfig(cert, trust))
+	for attempt := 0; ; attempt++ {
+		for _, addr := range n.cfg.Join {
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+			if err != nil {
+				n.log.Warn("join", "via", addr, "err", err)
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			res, err := hashfedv1.NewClusterServiceClient(conn).Join(ctx, &hashfedv1.JoinRequest{NodeId: n.cfg.NodeID, RaftAddress: advertise})
+			cancel()
+			conn.Close()
+			if err == nil {
+				n.log.Info("joined federation", "via", addr, "voter", res.GetVoter())
+				return
+			}
+			n.log.Warn("join attempt failed", "via", addr, "err", err)
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 500 * time.Millisecond):
+		}
+	}
+}
