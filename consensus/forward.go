@@ -21,6 +21,7 @@ import (
 const (
 	opApply byte = 'A' // body: request bytes for Config.Prepare
 	opJoin  byte = 'J' // body: JSON joinRequest
+	opSync  byte = 'S' // body: empty; result: the leader's applied index, 8 bytes big-endian
 
 	statusOK        byte = 0 // body: result bytes
 	statusError     byte = 1 // body: error message; the outcome is known (nothing applied or rejected)
@@ -80,6 +81,8 @@ func (n *Node) serveForward(c net.Conn) {
 		switch op {
 		case opApply:
 			res, ferr = n.applyLocal(ctx, body)
+		case opSync:
+			res, ferr = n.syncLocal()
 		case opJoin:
 			var jr joinRequest
 			if ferr = json.Unmarshal(body, &jr); ferr == nil {

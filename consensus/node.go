@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -301,6 +302,43 @@ func (n *Node) applyLocal(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	res, _ := f.Response().([]byte)
 	return res, nil
+}
+
+// Sync waits until this node has applied every command the leader had
+// committed when Sync was called, so a read of local state that follows sees
+// all writes acknowledged before it (read-your-writes on any node).
+func (n *Node) Sync(ctx context.Context) error {
+	res, err := n.toLeader(ctx, func(context.Context) ([]byte, error) { return n.syncLocal() }, opSync, nil)
+	if err != nil {
+		return err
+	}
+	if len(res) != 8 {
+		return fmt.Errorf("sync: leader answered %d bytes, want 8", len(res))
+	}
+	want := binary.BigEndian.Uint64(res)
+	for n.raft.AppliedIndex() < want {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting to apply index %d (at %d): %w", want, n.raft.AppliedIndex(), ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// syncLocal runs on the leader: a barrier makes sure every committed command
+// is applied here, and the applied index is what followers must reach.
+func (n *Node) syncLocal() ([]byte, error) {
+	if !n.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return nil, ErrNotLeader
+		}
+		return nil, fmt.Errorf("barrier: %w", err)
+	}
+	return binary.BigEndian.AppendUint64(nil, n.raft.AppliedIndex()), nil
 }
 
 func (n *Node) joinLocal(jr joinRequest) error {

@@ -72,6 +72,11 @@ func (s *publishService) Publish(ctx context.Context, req *hashfedv1.PublishRequ
 
 func (s *publishService) GetNextSequence(ctx context.Context, req *hashfedv1.GetNextSequenceRequest) (*hashfedv1.GetNextSequenceResponse, error) {
 	caller := callerFrom(ctx)
+	// This node may lag the leader: catch up first, so a publisher that just
+	// committed through another node gets the number after it.
+	if err := s.n.cons.Sync(ctx); err != nil {
+		return nil, consensusStatus(err)
+	}
 	if !s.n.state.HasSet(req.GetSet()) {
 		return nil, status.Errorf(codes.NotFound, "set %q does not exist", req.GetSet())
 	}

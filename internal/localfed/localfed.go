@@ -78,9 +78,11 @@ type NodeFiles struct {
 	Config      string // YAML configuration file
 	APIAddress  string
 	RaftAddress string
-	cfg         node.Config
-	apiLn       net.Listener
-	raftLn      net.Listener
+	// CheckpointVKey is the node's checkpoint verifier key.
+	CheckpointVKey string
+	cfg            node.Config
+	apiLn          net.Listener
+	raftLn         net.Listener
 }
 
 // A Federation is a created (and possibly running) local federation.
@@ -174,20 +176,9 @@ func (f *Federation) createOrg(spec OrgSpec) (*federation.Founder, error) {
 		if err != nil {
 			return nil, err
 		}
-		skey, vkey, err := ledger.GenerateKey(federation.CheckpointKeyName(f.Opts.Federation, id))
-		if err != nil {
-			return nil, err
-		}
-		nf.cfg.CheckpointKey = filepath.Join(dir, "node-"+id+".note")
-		if err := os.WriteFile(nf.cfg.CheckpointKey, []byte(skey+"\n"), 0o600); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "node-"+id+".vkey"), []byte(vkey+"\n"), 0o644); err != nil {
-			return nil, err
-		}
 		fo.Nodes = append(fo.Nodes, federation.Node{
 			ID: id, Org: spec.Name, RaftAddress: nf.RaftAddress, APIAddress: nf.APIAddress,
-			CheckpointKey: vkey, Voter: voter,
+			CheckpointKey: nf.CheckpointVKey, Voter: voter,
 		})
 	}
 	return fo, nil
@@ -206,6 +197,17 @@ func (f *Federation) createNode(dir, org, id string) (*NodeFiles, error) {
 	if err != nil {
 		return nil, err
 	}
+	skey, vkey, err := ledger.GenerateKey(federation.CheckpointKeyName(f.Opts.Federation, id))
+	if err != nil {
+		return nil, err
+	}
+	notePath := filepath.Join(dir, "node-"+id+".note")
+	if err := os.WriteFile(notePath, []byte(skey+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "node-"+id+".vkey"), []byte(vkey+"\n"), 0o644); err != nil {
+		return nil, err
+	}
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -217,15 +219,17 @@ func (f *Federation) createNode(dir, org, id string) (*NodeFiles, error) {
 	}
 	nf := &NodeFiles{
 		ID: id, Org: org,
-		Config:      filepath.Join(dir, "node-"+id+".yaml"),
-		APIAddress:  apiLn.Addr().String(),
-		RaftAddress: raftLn.Addr().String(),
-		apiLn:       apiLn, raftLn: raftLn,
+		Config:         filepath.Join(dir, "node-"+id+".yaml"),
+		APIAddress:     apiLn.Addr().String(),
+		RaftAddress:    raftLn.Addr().String(),
+		CheckpointVKey: vkey,
+		apiLn:          apiLn, raftLn: raftLn,
 	}
 	cfg := node.DefaultConfig()
 	cfg.NodeID = id
 	cfg.DataDir = filepath.Join(dir, "data-"+id)
 	cfg.TLSCert, cfg.TLSKey = certPath, keyPath
+	cfg.CheckpointKey = notePath
 	cfg.APIListen, cfg.RaftListen = nf.APIAddress, nf.RaftAddress
 	if f.Opts.Raft.HeartbeatTimeout != 0 {
 		cfg.Raft = f.Opts.Raft
@@ -370,4 +374,26 @@ func (f *Federation) Signer(org string) (*federation.Signer, error) {
 		return nil, fmt.Errorf("no org %q", org)
 	}
 	return federation.LoadSigner(org, o.SigningKey)
+}
+
+// AddJoiner creates a node of org that is not in the genesis and is
+// configured to join through the running nodes as a non-voter. Start it with
+// StartNode.
+func (f *Federation) AddJoiner(org, id string) (*NodeFiles, error) {
+	o := f.Orgs[org]
+	if o == nil {
+		return nil, fmt.Errorf("no org %q", org)
+	}
+	nf, err := f.createNode(o.Dir, org, id)
+	if err != nil {
+		return nil, err
+	}
+	nf.cfg.Genesis = f.Genesis
+	nf.cfg.RaftAdvertise = nf.RaftAddress
+	for _, other := range f.Files {
+		if other != nf {
+			nf.cfg.Join = append(nf.cfg.Join, other.APIAddress)
+		}
+	}
+	return nf, writeConfig(nf)
 }
