@@ -136,17 +136,25 @@ func (c *Client) Publish(ctx context.Context, signer *federation.Signer, set str
 }
 
 // Explain adds a hint to errors whose cause a user may not see from the status
-// alone, such as a node refusing the client certificate during the handshake.
+// alone. A node that refuses a client certificate closes the connection
+// during the TLS 1.3 handshake, which the client sees as a reset, a broken
+// pipe, an EOF or a TLS alert, depending on timing.
 func Explain(err error) error {
 	s, ok := status.FromError(err)
 	if !ok || s.Code() != codes.Unavailable {
 		return err
 	}
 	msg := s.Message()
-	if strings.Contains(msg, "certificate") || strings.Contains(msg, "tls:") {
-		return fmt.Errorf("%w\nhint: the node refused the TLS handshake; check that --cert was issued by your org's CA (hashfed certs create-client) and that your org is in the genesis", err)
+	switch {
+	case strings.Contains(msg, "connection refused"):
+		return fmt.Errorf("%w\nhint: nothing is listening at that address; check --node (or HASHFED_NODE)", err)
+	case strings.Contains(msg, "no such host"), strings.Contains(msg, "i/o timeout"):
+		return fmt.Errorf("%w\nhint: the node's address cannot be reached; check --node (or HASHFED_NODE)", err)
+	case strings.Contains(msg, "rejected server certificate"):
+		return fmt.Errorf("%w\nhint: the node's certificate does not chain to the CA of an org in your genesis file; check --genesis and --node", err)
+	default:
+		return fmt.Errorf("%w\nhint: the node closed the connection during the TLS handshake, which is how it refuses a client certificate: check that --cert was issued by your org's CA (hashfed certs create-client) and that your org is in the genesis", err)
 	}
-	return fmt.Errorf("%w\nhint: is a node listening at that address?", err)
 }
 
 // Status asks the node for its view of the cluster.

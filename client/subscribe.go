@@ -27,15 +27,28 @@ type Update struct {
 // returns an error (io.EOF from fn stops it without error). Any entry that
 // fails verification stops the stream with an error naming the entry.
 func (c *Client) Subscribe(ctx context.Context, cursor int64, sets []string, fn func(*Update) error) error {
+	return c.subscribe(ctx, &hashfedv1.SubscribeRequest{Cursor: cursor, Sets: sets}, fn)
+}
+
+// CatchUp is Subscribe that returns nil once every entry committed before the
+// call (through any node) has been passed to fn.
+func (c *Client) CatchUp(ctx context.Context, cursor int64, sets []string, fn func(*Update) error) error {
+	return c.subscribe(ctx, &hashfedv1.SubscribeRequest{Cursor: cursor, Sets: sets, StopAtEnd: true}, fn)
+}
+
+func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest, fn func(*Update) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.Subscriber.Subscribe(ctx, &hashfedv1.SubscribeRequest{Cursor: cursor, Sets: sets})
+	stream, err := c.Subscriber.Subscribe(ctx, req)
 	if err != nil {
 		return Explain(err)
 	}
-	next := cursor
+	next := req.GetCursor()
 	for {
 		msg, err := stream.Recv()
+		if err == io.EOF && req.GetStopAtEnd() {
+			return nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -163,8 +163,18 @@ func Start(cfg Config) (*Node, error) {
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: n.mux, dialTLS: cfg.ClientTLS},
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  hl,
+		// One RPC in flight per follower turns pipelined replication off.
+		// hashicorp/raft v1.7.3 can deadlock a pipeline: with the default of 2
+		// both pipeline channels are unbuffered, and when the decoder exits on
+		// a follower's Success=false the sender blocks forever handing over
+		// its next request. The follower then silently stops receiving
+		// entries (heartbeats still flow, so no election heals it) and
+		// Shutdown hangs. Our node tests hit it when a restarted follower
+		// rejected entries; grafana/pyroscope#5518 traces the same path, and
+		// raft's own notes (hashicorp/raft#541) find pipelining gains little.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hl,
 	})
 
 	rc := raft.DefaultConfig()
@@ -220,9 +230,15 @@ func (n *Node) closeStores() {
 
 // Close stops Raft and releases the stores and the listener.
 func (n *Node) Close() error {
-	err := n.raft.Shutdown().Error()
+	f := n.raft.Shutdown()
+	// Close the transport before waiting for Raft's goroutines: a peer RPC
+	// stalled on a dead connection would otherwise hold shutdown until its
+	// timeout. The stores close only after every goroutine has stopped.
+	n.transport.Close()
+	n.mux.Close()
+	err := f.Error()
 	n.fwd.closeAll()
-	n.closeStores()
+	n.store.Close()
 	return err
 }
 

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"path"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -82,10 +84,10 @@ func (n *Node) authorize(ctx context.Context, method string) (context.Context, e
 		return nil, status.Errorf(codes.PermissionDenied, "method %s is not served to anyone", method)
 	}
 	if len(pol.kinds) > 0 && !slices.Contains(pol.kinds, id.Kind) {
-		return nil, status.Errorf(codes.PermissionDenied, "%s may be called only by a %v identity; %s is a %s", method, pol.kinds, id, id.Kind)
+		return nil, status.Errorf(codes.PermissionDenied, "%s may be called only by a node identity; %s is a %s", path.Base(method), id, id.Kind)
 	}
 	if len(pol.roles) > 0 && !slices.ContainsFunc(pol.roles, org.HasRole) {
-		return nil, status.Errorf(codes.PermissionDenied, "org %q lacks the role %s needs (%v)", id.Org, method, pol.roles)
+		return nil, status.Errorf(codes.PermissionDenied, "org %q may not call %s: that needs the %s role, and the org holds %s", id.Org, path.Base(method), joinRoles(pol.roles), joinRoles(org.Roles))
 	}
 	return context.WithValue(ctx, callerKey{}, Caller{Identity: id, Org: org}), nil
 }
@@ -114,6 +116,14 @@ type authedStream struct {
 }
 
 func (s *authedStream) Context() context.Context { return s.ctx }
+
+func joinRoles(rs []federation.Role) string {
+	var ss []string
+	for _, r := range rs {
+		ss = append(ss, string(r))
+	}
+	return strings.Join(ss, " or ")
+}
 
 // rejectStatus turns a federation rejection into a gRPC status.
 func rejectStatus(err error) error {

@@ -202,14 +202,16 @@ func TestLiveTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case u := <-got:
-		if u.Index != 1 || !sameSignals(u.Signals, want) {
-			t.Errorf("live update at %d with %d signals, want entry 1 with the %d published", u.Index, len(u.Signals), len(want))
-		}
 	case err := <-errc:
-		t.Fatalf("subscription ended: %v", err)
+		if err != nil {
+			t.Fatalf("subscription failed: %v", err)
+		}
 	case <-ctx.Done():
 		t.Fatal("no live update before the test deadline")
+	}
+	u := <-got // the callback sent it before ending the subscription
+	if u.Index != 1 || !sameSignals(u.Signals, want) {
+		t.Errorf("live update at %d with %d signals, want entry 1 with the %d published", u.Index, len(u.Signals), len(want))
 	}
 }
 

@@ -96,6 +96,13 @@ func (s *subscribeService) Subscribe(req *hashfedv1.SubscribeRequest, stream grp
 	caller := callerFrom(ctx)
 	state := s.n.state
 	cursor := req.GetCursor()
+	stopAt := int64(-1)
+	if req.GetStopAtEnd() {
+		if err := s.n.cons.Sync(ctx); err != nil {
+			return consensusStatus(err)
+		}
+		stopAt = state.Size()
+	}
 	if cursor < 0 {
 		return status.Errorf(codes.InvalidArgument, "cursor %d is negative; the first entry is 0", cursor)
 	}
@@ -132,7 +139,13 @@ func (s *subscribeService) Subscribe(req *hashfedv1.SubscribeRequest, stream grp
 					return err
 				}
 				cursor++
+				if cursor == stopAt {
+					return nil
+				}
 			}
+		}
+		if stopAt >= 0 && cursor >= stopAt {
+			return nil
 		}
 		select {
 		case <-ctx.Done():

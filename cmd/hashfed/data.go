@@ -124,20 +124,12 @@ func runSubscribe(args []string) error {
 	defer c.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	end := int64(-1)
-	if !*follow {
-		st, err := c.Status(ctx)
-		if err != nil {
-			return err
-		}
-		end = st.GetLedgerSize()
-		if cursor >= end {
-			fmt.Fprintf(os.Stderr, "up to date: next entry %d, ledger size %d\n", cursor, end)
-			return nil
-		}
+	subscribe := c.CatchUp
+	if *follow {
+		subscribe = c.Subscribe
 	}
 	var entries, signals int64
-	err = c.Subscribe(ctx, cursor, sets, func(u *client.Update) error {
+	err = subscribe(ctx, cursor, sets, func(u *client.Update) error {
 		for _, s := range u.Signals {
 			t, _ := federation.SignalTypeFromProto(s.Type)
 			if err := enc.Encode(subscribedSignal{Index: u.Index, Set: u.Statement.Set, Org: u.Statement.Org, Seq: u.Statement.Sequence, Type: string(t), Value: s.Value, Labels: s.Labels}); err != nil {
@@ -155,9 +147,6 @@ func runSubscribe(args []string) error {
 			if err := saveCursor(*cursorFile, u.Index+1); err != nil {
 				return err
 			}
-		}
-		if end >= 0 && u.Index+1 >= end {
-			return io.EOF
 		}
 		return nil
 	})

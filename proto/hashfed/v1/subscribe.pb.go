@@ -30,7 +30,12 @@ type SubscribeRequest struct {
 	// The sets whose payloads the subscriber wants. Empty means every set the
 	// caller's org may read. Entries of other sets still arrive, without payload,
 	// so the cursor advances through them.
-	Sets          []string `protobuf:"bytes,2,rep,name=sets,proto3" json:"sets,omitempty"`
+	Sets []string `protobuf:"bytes,2,rep,name=sets,proto3" json:"sets,omitempty"`
+	// Stop once every entry committed before the call is sent, instead of
+	// following new ones. The node first catches up with the leader, so the
+	// stream includes every contribution acknowledged before the call, on
+	// whichever node it was published.
+	StopAtEnd     bool `protobuf:"varint,3,opt,name=stop_at_end,json=stopAtEnd,proto3" json:"stop_at_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -77,6 +82,13 @@ func (x *SubscribeRequest) GetSets() []string {
 		return x.Sets
 	}
 	return nil
+}
+
+func (x *SubscribeRequest) GetStopAtEnd() bool {
+	if x != nil {
+		return x.StopAtEnd
+	}
+	return false
 }
 
 // A SubscribeResponse is one ledger entry.
@@ -149,10 +161,11 @@ var File_hashfed_v1_subscribe_proto protoreflect.FileDescriptor
 const file_hashfed_v1_subscribe_proto_rawDesc = "" +
 	"\n" +
 	"\x1ahashfed/v1/subscribe.proto\x12\n" +
-	"hashfed.v1\">\n" +
+	"hashfed.v1\"^\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x12\n" +
-	"\x04sets\x18\x02 \x03(\tR\x04sets\"Y\n" +
+	"\x04sets\x18\x02 \x03(\tR\x04sets\x12\x1e\n" +
+	"\vstop_at_end\x18\x03 \x01(\bR\tstopAtEnd\"Y\n" +
 	"\x11SubscribeResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x14\n" +
 	"\x05entry\x18\x02 \x01(\fR\x05entry\x12\x18\n" +

@@ -30,7 +30,8 @@ const (
 type SubscribeServiceClient interface {
 	// Subscribe sends every ledger entry from the cursor on, in ledger order:
 	// first the entries already committed, then new ones as they commit. The
-	// stream ends only when the client cancels it or the node shuts down.
+	// stream ends when the client cancels it, the node shuts down, or, with
+	// stop_at_end, once the client is caught up.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
 
@@ -69,7 +70,8 @@ type SubscribeService_SubscribeClient = grpc.ServerStreamingClient[SubscribeResp
 type SubscribeServiceServer interface {
 	// Subscribe sends every ledger entry from the cursor on, in ledger order:
 	// first the entries already committed, then new ones as they commit. The
-	// stream ends only when the client cancels it or the node shuts down.
+	// stream ends when the client cancels it, the node shuts down, or, with
+	// stop_at_end, once the client is caught up.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedSubscribeServiceServer()
 }

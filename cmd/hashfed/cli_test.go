@@ -1,0 +1,232 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hashfedBin is the binary under test, built once by TestMain.
+var hashfedBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hashfed-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	hashfedBin = filepath.Join(dir, "hashfed")
+	if out, err := exec.Command("go", "build", "-o", hashfedBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building hashfed: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs hashfed in dir and fails the test unless it exits 0.
+func run(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	out, err := runErr(dir, env, args...)
+	if err != nil {
+		t.Fatalf("hashfed %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func runErr(dir string, env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hashfedBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestOperatorWorkflow follows the README's "Running a real federation"
+// section with the real binary: three orgs make their keys and founder
+// files, one assembles the genesis, three node processes form the
+// federation, and the NGO publishes, the tech firm subscribes (resuming from
+// a cursor file) and the auditor audits.
+func TestOperatorWorkflow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the multi-process CLI workflow")
+	}
+	dir := t.TempDir()
+	const fed = "example.hashfed"
+	type org struct{ name, roles, api, raft string }
+	orgs := []org{
+		{"ngo", "publisher,operator", freeAddr(t), freeAddr(t)},
+		{"techco", "subscriber,operator", freeAddr(t), freeAddr(t)},
+		{"auditor", "auditor,operator", freeAddr(t), freeAddr(t)},
+	}
+	var founders []string
+	for _, o := range orgs {
+		id := o.name + "-1"
+		run(t, dir, nil, "certs", "create-ca", "--org", o.name, "--dir", o.name)
+		run(t, dir, nil, "certs", "create-signing-key", "--dir", o.name)
+		run(t, dir, nil, "certs", "create-node", "--ca-dir", o.name, "--name", id, "--hosts", "127.0.0.1,localhost", "--federation", fed)
+		run(t, dir, nil, "certs", "create-client", "--ca-dir", o.name, "--name", "cli")
+		run(t, dir, nil, "genesis", "org", "--name", o.name, "--roles", o.roles,
+			"--ca", o.name+"/ca.crt", "--signing-key", o.name+"/signing.pub",
+			"--node", fmt.Sprintf("id=%s,raft=%s,api=%s,checkpoint-key=%s/node-%s.vkey", id, o.raft, o.api, o.name, id),
+			"--out", o.name+".founder.json")
+		founders = append(founders, o.name+".founder.json")
+		cfg := fmt.Sprintf("genesis: ../genesis.json\nnode_id: %s\ndata_dir: data-%s\ntls_cert: node-%s.crt\ntls_key: node-%s.key\ncheckpoint_key: node-%s.note\nraft:\n  heartbeat_timeout: 300ms\n  election_timeout: 300ms\n  leader_lease_timeout: 150ms\nlog_level: warn\n", id, id, id, id, id)
+		if err := os.WriteFile(filepath.Join(dir, o.name, "node.yaml"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyInfo, err := os.Stat(filepath.Join(dir, "ngo", "ca.key"))
+	if err != nil || keyInfo.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.key mode %v (err %v), want 0600", keyInfo.Mode().Perm(), err)
+	}
+	if _, err := runErr(dir, nil, "certs", "create-ca", "--org", "ngo", "--dir", "ngo"); err == nil {
+		t.Fatal("create-ca overwrote an existing CA")
+	}
+	run(t, dir, nil, append([]string{"genesis", "assemble", "--federation", fed,
+		"--set", "ngo/csam:types=md5,sha256,pdq:readers=techco", "--out", "genesis.json"}, founders...)...)
+
+	for _, o := range orgs {
+		cmd := exec.Command(hashfedBin, "node", "--config", filepath.Join(o.name, "node.yaml"))
+		cmd.Dir = dir
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		name := o.name
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("node %s exited with %v after SIGTERM:\n%s", name, err, logs.String())
+				}
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				t.Errorf("node %s did not stop within 15s of SIGTERM", name)
+			}
+			if t.Failed() {
+				t.Logf("node %s log:\n%s", name, logs.String())
+			}
+		})
+	}
+	env := func(o org) []string {
+		return []string{"HASHFED_NODE=" + o.api, "HASHFED_GENESIS=genesis.json",
+			"HASHFED_CERT=" + o.name + "/client-cli.crt", "HASHFED_KEY=" + o.name + "/client-cli.key"}
+	}
+	// Wait until the federation has recorded its genesis entry.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := runErr(dir, env(orgs[0]), "status")
+		if err == nil && strings.Contains(out, "ledger size 1") && !strings.Contains(out, "leader  (") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("federation not ready: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	signals := "type,value,labels\nmd5,0CC175B9C0F1B6A831C399E269772661,A1\nsha256,ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb,A1 B2\n"
+	if err := os.WriteFile(filepath.Join(dir, "batch1.csv"), []byte(signals), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, dir, env(orgs[0]), "publish", "--set", "ngo/csam", "--signing-key", "ngo/signing.key", "--file", "batch1.csv")
+	if !strings.Contains(out, "committed 2 signals to ngo/csam as sequence 1: ledger entry 1") {
+		t.Fatalf("publish said:\n%s", out)
+	}
+	// A bad file is refused before anything is sent, naming the line.
+	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("type,value\npdq,abcd\n"), 0o644)
+	if out, err := runErr(dir, env(orgs[0]), "publish", "--set", "ngo/csam", "--signing-key", "ngo/signing.key", "--file", "bad.csv"); err == nil || !strings.Contains(out, "line 2") {
+		t.Fatalf("publishing a bad file: err %v, output:\n%s", err, out)
+	}
+
+	sub := func() string {
+		return run(t, dir, env(orgs[1]), "subscribe", "--cursor-file", "techco.cursor", "--out", "techco.jsonl")
+	}
+	sub()
+	got, _ := os.ReadFile(filepath.Join(dir, "techco.jsonl"))
+	if lines := strings.Count(string(got), "\n"); lines != 2 || !strings.Contains(string(got), `"value":"0cc175b9c0f1b6a831c399e269772661"`) {
+		t.Fatalf("subscriber wrote:\n%s", got)
+	}
+	// The tech firm comes back later and resumes from its cursor: it gets
+	// only the new contribution, nothing twice.
+	os.WriteFile(filepath.Join(dir, "batch2.jsonl"), []byte(`{"type":"pdq","value":"f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22","labels":["B1"]}`+"\n"), 0o644)
+	run(t, dir, env(orgs[0]), "publish", "--set", "ngo/csam", "--signing-key", "ngo/signing.key", "--file", "batch2.jsonl")
+	if out := sub(); !strings.Contains(out, "read 1 entries (1 signals); next entry 3") {
+		t.Fatalf("resumed subscribe said:\n%s", out)
+	}
+	got, _ = os.ReadFile(filepath.Join(dir, "techco.jsonl"))
+	if lines := strings.Count(string(got), "\n"); lines != 3 {
+		t.Fatalf("after resuming the subscriber holds %d lines, want 3:\n%s", lines, got)
+	}
+
+	out = run(t, dir, env(orgs[2]), "audit")
+	if !strings.HasPrefix(out, "OK: checkpoint of \"example.hashfed\" size 3") {
+		t.Fatalf("audit said:\n%s", out)
+	}
+	// The auditor's org may not read values.
+	if out, err := runErr(dir, env(orgs[2]), "subscribe", "--set", "ngo/csam"); err == nil || !strings.Contains(out, "PermissionDenied") {
+		t.Fatalf("auditor reading values: err %v, output:\n%s", err, out)
+	}
+	// A client certificate from a CA the federation does not know gets nothing.
+	run(t, dir, nil, "certs", "create-ca", "--org", "ngo", "--dir", "rogue")
+	run(t, dir, nil, "certs", "create-client", "--ca-dir", "rogue", "--name", "mallory")
+	rogue := []string{"HASHFED_NODE=" + orgs[0].api, "HASHFED_GENESIS=genesis.json", "HASHFED_CERT=rogue/client-mallory.crt", "HASHFED_KEY=rogue/client-mallory.key"}
+	if out, err := runErr(dir, rogue, "audit"); err == nil || !strings.Contains(out, "Unavailable") {
+		t.Fatalf("rogue client: err %v, output:\n%s", err, out)
+	}
+}
+
+// TestDemo runs the README's first command.
+func TestDemo(t *testing.T) {
+	out, err := runErr(t.TempDir(), nil, "demo")
+	if err != nil {
+		t.Fatalf("hashfed demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"leader", "committed as entry 1", "identical to those published", "all 3 nodes agree", ": OK", "demo OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestUsageErrors: wrong invocations exit 2 with a message, not a stack trace.
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"certs"}, {"certs", "create-ca"}, {"publish"}, {"node"}, {"genesis", "assemble"}} {
+		out, err := runErr(t.TempDir(), []string{"HASHFED_NODE=", "HASHFED_CERT=", "HASHFED_KEY="}, args...)
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("hashfed %v: exit %v, want status 2\n%s", args, err, out)
+		}
+		if strings.Contains(out, "goroutine") || strings.TrimSpace(out) == "" {
+			t.Errorf("hashfed %v printed:\n%s", args, out)
+		}
+	}
+}
