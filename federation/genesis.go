@@ -128,7 +128,7 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 	if err := dec.Decode(&g); err != nil {
 		return nil, fmt.Errorf("parsing genesis: %w", err)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return nil, errors.New("parsing genesis: trailing data after the document")
 	}
 	if err := g.Validate(); err != nil {
@@ -257,6 +257,9 @@ func (g *Genesis) Validate() error {
 		for _, r := range s.Readers {
 			if orgs[r] == nil {
 				return fmt.Errorf("genesis: set %q: reader %q is not in the genesis", s.Name, r)
+			}
+			if !orgs[r].HasRole(RoleSubscriber) && !orgs[r].HasRole(RolePublisher) {
+				return fmt.Errorf("genesis: set %q: reader %q holds neither the subscriber nor the publisher role, and only those may receive signal values", s.Name, r)
 			}
 		}
 	}

@@ -115,9 +115,13 @@ func readCSV(r io.Reader) ([]*hashfedv1.Signal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("line 1: %w", err)
 	}
+	// ReuseRecord: the header slice is overwritten by the next Read, so keep
+	// normalised copies of the names.
+	names := make([]string, len(header))
 	col := map[string]int{}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		names[i] = h
 		if _, dup := col[h]; dup {
 			return nil, fmt.Errorf("line 1: column %q appears twice", h)
 		}
@@ -141,7 +145,7 @@ func readCSV(r io.Reader) ([]*hashfedv1.Signal, error) {
 	}
 	perRow := typeCol >= 0 && valueCol >= 0
 	if !perRow && len(hashCols) == 0 {
-		return nil, fmt.Errorf("line 1: header %q has neither type and value columns nor any of the columns md5, sha1, sha256, pdq, photodna", strings.Join(header, ","))
+		return nil, fmt.Errorf("line 1: header %q has neither type and value columns nor any of the columns md5, sha1, sha256, pdq, photodna", strings.Join(names, ","))
 	}
 	cell := func(rec []string, i int) string {
 		if i < 0 || i >= len(rec) {
@@ -155,10 +159,10 @@ func readCSV(r io.Reader) ([]*hashfedv1.Signal, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return nil, err // a *csv.ParseError names the line
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}
@@ -175,7 +179,7 @@ func readCSV(r io.Reader) ([]*hashfedv1.Signal, error) {
 		n := 0
 		for _, i := range hashCols {
 			if v := cell(rec, i); v != "" {
-				if err := c.add(line, strings.ToLower(strings.TrimSpace(header[i])), v, labels); err != nil {
+				if err := c.add(line, names[i], v, labels); err != nil {
 					return nil, err
 				}
 				n++
@@ -211,6 +215,9 @@ func readJSONL(r io.Reader) ([]*hashfedv1.Signal, error) {
 		var js jsonSignal
 		if err := dec.Decode(&js); err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		if dec.More() || len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
+			return nil, fmt.Errorf("line %d: more than one JSON value on the line (want one object per line)", line)
 		}
 		typ, val := js.Type, js.Value
 		if typ == "" {

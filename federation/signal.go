@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
@@ -121,8 +122,8 @@ func ValidateSignal(s *hashfedv1.Signal) error {
 		return fmt.Errorf("signal %s:%s has %d labels, at most %d allowed", t, short(c), len(s.GetLabels()), maxLabels)
 	}
 	for _, l := range s.GetLabels() {
-		if l == "" || len(l) > maxLabelLen || strings.ContainsAny(l, "\x00\n\r\t,") {
-			return fmt.Errorf("signal %s:%s has label %q: labels are 1-%d characters without commas, tabs or newlines", t, short(c), short(l), maxLabelLen)
+		if l == "" || len(l) > maxLabelLen || !utf8.ValidString(l) || strings.ContainsAny(l, "\x00\n\r\t,") {
+			return fmt.Errorf("signal %s:%s has label %q: labels are 1-%d bytes of UTF-8 without commas, tabs or newlines", t, short(c), short(l), maxLabelLen)
 		}
 	}
 	return nil

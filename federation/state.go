@@ -267,6 +267,9 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 	if st.Count < 1 {
 		return nil, reject(CodeInvalid, "contribution carries no signals")
 	}
+	if st.Count > MaxSignals {
+		return nil, reject(CodeInvalid, "contribution carries %d signals, at most %d allowed: split them into several contributions", st.Count, MaxSignals)
+	}
 	signals, err := CheckPayload(st, c.Payload)
 	if err != nil {
 		return nil, reject(CodeInvalid, "%v", err)

@@ -125,6 +125,9 @@ func BuildContribution(s *Signer, federation, set string, seq uint64, signals []
 	if len(signals) == 0 {
 		return nil, nil, errors.New("a contribution needs at least one signal")
 	}
+	if len(signals) > MaxSignals {
+		return nil, nil, fmt.Errorf("a contribution holds at most %d signals, got %d: split them into several contributions", MaxSignals, len(signals))
+	}
 	for i, sig := range signals {
 		if err := ValidateSignal(sig); err != nil {
 			return nil, nil, fmt.Errorf("signal %d: %w", i, err)
