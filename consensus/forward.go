@@ -66,7 +66,23 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 
 // serveForward answers forwarded requests on one connection until it closes.
 func (n *Node) serveForward(c net.Conn) {
-	defer c.Close()
+	n.servedMu.Lock()
+	if n.closed {
+		n.servedMu.Unlock()
+		c.Close()
+		return
+	}
+	if n.served == nil {
+		n.served = map[net.Conn]struct{}{}
+	}
+	n.served[c] = struct{}{}
+	n.servedMu.Unlock()
+	defer func() {
+		n.servedMu.Lock()
+		delete(n.served, c)
+		n.servedMu.Unlock()
+		c.Close()
+	}()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	for {
 		op, body, err := readFrame(r)
@@ -171,8 +187,9 @@ func (f *forwarder) get(address string) (net.Conn, error) {
 }
 
 // alive reports whether an idle connection is still open: the remote node
-// closes its side when it shuts down, and a request written into a closed
-// connection would leave its outcome unknown.
+// closes the forward connections it accepted when it shuts down (Node.Close),
+// and a request written into a closed connection would leave its outcome
+// unknown.
 func alive(c net.Conn) bool {
 	c.SetReadDeadline(time.Now().Add(time.Millisecond))
 	var b [1]byte

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -100,7 +101,7 @@ func (c *Config) fillDefaults() {
 	}
 	set(&c.HeartbeatTimeout, d.HeartbeatTimeout)
 	set(&c.ElectionTimeout, d.ElectionTimeout)
-	set(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	set(&c.LeaderLeaseTimeout, min(d.LeaderLeaseTimeout, c.HeartbeatTimeout))
 	set(&c.CommitTimeout, d.CommitTimeout)
 	set(&c.SnapshotInterval, d.SnapshotInterval)
 	set(&c.ApplyTimeout, d.ApplyTimeout)
@@ -124,6 +125,12 @@ type Node struct {
 	transport *raft.NetworkTransport
 	mux       *muxListener
 	fwd       *forwarder
+
+	// served holds the forward connections this node accepted, so Close can
+	// end them: a peer must not keep talking to a node that has stopped.
+	servedMu sync.Mutex
+	served   map[net.Conn]struct{}
+	closed   bool
 }
 
 // Start opens the node's stores, starts Raft and, on first start with a
@@ -235,7 +242,14 @@ func (n *Node) Close() error {
 	// stalled on a dead connection would otherwise hold shutdown until its
 	// timeout. The stores close only after every goroutine has stopped.
 	n.transport.Close()
+	n.transport.CloseStreams() // pooled outgoing Raft connections
 	n.mux.Close()
+	n.servedMu.Lock()
+	n.closed = true
+	for c := range n.served {
+		c.Close()
+	}
+	n.servedMu.Unlock()
 	err := f.Error()
 	n.fwd.closeAll()
 	n.store.Close()
@@ -273,6 +287,9 @@ func (n *Node) toLeader(ctx context.Context, local func(context.Context) ([]byte
 	}
 	var lastErr error = ErrNoLeader
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w (last attempt: %w)", err, lastErr)
+		}
 		if n.IsLeader() {
 			res, err := local(ctx)
 			if !errors.Is(err, ErrNotLeader) {
@@ -324,6 +341,11 @@ func (n *Node) applyLocal(ctx context.Context, req []byte) ([]byte, error) {
 // committed when Sync was called, so a read of local state that follows sees
 // all writes acknowledged before it (read-your-writes on any node).
 func (n *Node) Sync(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		defer cancel()
+	}
 	res, err := n.toLeader(ctx, func(context.Context) ([]byte, error) { return n.syncLocal() }, opSync, nil)
 	if err != nil {
 		return err
