@@ -36,7 +36,10 @@ type State struct {
 	sets     map[string]*Set
 	next     map[seqKey]uint64 // next sequence number expected per (org, set)
 	payloads map[int64][]byte  // ledger index -> payload of that statement
-	changed  chan struct{}     // closed and replaced whenever the ledger grows
+	changed  chan struct{}     // closed and replaced whenever the ledger or its checkpoint grows
+
+	checkpoint []byte // latest published cosigned checkpoint (signed note)
+	cpSize     int64  // its size
 }
 
 type seqKey struct{ org, set string }
@@ -75,6 +78,7 @@ func (s *State) reset() error {
 	}
 	s.next = map[seqKey]uint64{}
 	s.payloads = map[int64][]byte{}
+	s.checkpoint, s.cpSize = nil, 0
 	if s.changed == nil {
 		s.changed = make(chan struct{})
 	}
@@ -152,6 +156,14 @@ func (s *State) Apply(cmd []byte) []byte {
 			TimeUnixNano: c.TimeUnixNano,
 			Kind:         &hashfedv1.LedgerEntry_Genesis{Genesis: &hashfedv1.GenesisEntry{Document: op.Genesis}},
 		})
+	case *hashfedv1.Command_Checkpoint:
+		cp, err := s.checkCheckpointLocked(op.Checkpoint)
+		if err != nil {
+			return rejectResult(err)
+		}
+		s.checkpoint, s.cpSize = slices.Clone(op.Checkpoint), cp.Size
+		s.notifyLocked()
+		return EncodeResult(&Result{TreeSize: cp.Size})
 	case *hashfedv1.Command_Contribution:
 		st, err = s.checkContributionLocked(op.Contribution)
 		if err != nil {
@@ -192,9 +204,13 @@ func (s *State) appendLocked(leaf, payload []byte, st *Statement) (int64, error)
 		s.payloads[idx] = payload
 		s.next[seqKey{st.Org, st.Set}] = st.Sequence + 1
 	}
+	s.notifyLocked()
+	return idx, nil
+}
+
+func (s *State) notifyLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
-	return idx, nil
 }
 
 func (s *State) checkGenesisLocked(doc []byte) error {
@@ -397,14 +413,16 @@ func DecodeEntry(leaf []byte) (*hashfedv1.LedgerEntry, *Statement, error) {
 }
 
 // snapshotMagic starts every snapshot; a future incompatible snapshot format
-// would use a different line.
-const snapshotMagic = "hashfed-state-v1\n"
+// would use a different line. Version 2: entries (leaf, payload), then the
+// latest cosigned checkpoint (empty chunk if none).
+const snapshotMagic = "hashfed-state-v2\n"
 
 // Snapshot captures the ledger as of now and returns a function that writes
 // it. The function may run while later commands are applied: the ledger is
 // append-only, so the first n entries never change.
 func (s *State) Snapshot() (func(io.Writer) error, error) {
 	n := s.Size()
+	cp, _ := s.LatestCheckpoint()
 	return func(w io.Writer) error {
 		bw := bufio.NewWriter(w)
 		bw.WriteString(snapshotMagic)
@@ -420,6 +438,7 @@ func (s *State) Snapshot() (func(io.Writer) error, error) {
 				writeChunk(bw, s.Payload(start+int64(i)))
 			}
 		}
+		writeChunk(bw, cp)
 		return bw.Flush()
 	}, nil
 }
@@ -468,6 +487,17 @@ func (s *State) Restore(r io.Reader) error {
 		if _, err := s.appendLocked(leaf, payload, st); err != nil {
 			return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
 		}
+	}
+	cp, err := readChunk(br)
+	if err != nil {
+		return fmt.Errorf("restoring snapshot checkpoint: %w", err)
+	}
+	if cp != nil {
+		c, err := s.checkCheckpointLocked(cp)
+		if err != nil {
+			return fmt.Errorf("restoring snapshot checkpoint: %w", err)
+		}
+		s.checkpoint, s.cpSize = cp, c.Size
 	}
 	return nil
 }

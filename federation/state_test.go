@@ -694,7 +694,7 @@ func TestStateRestoreRejects(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"garbage", []byte("this is not a snapshot at all")},
-		{"other magic", append([]byte("hashfed-state-v2\n"), snap[magic:]...)},
+		{"other magic", append([]byte("hashfed-state-v9\n"), snap[magic:]...)},
 		{"magic only", snap[:magic]},
 		{"truncated", snap[:len(snap)-5]},
 		{"entry that is not a ledger entry", append(append([]byte{}, snap[:magic]...), 1, 3, 0xff, 0xff, 0xff, 0)},

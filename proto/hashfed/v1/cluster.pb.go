@@ -21,6 +21,98 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// A CosignRequest carries a checkpoint body to sign.
+type CosignRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint body: origin, size, base64 root hash, each ending in a newline.
+	Checkpoint    []byte `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignRequest) Reset() {
+	*x = CosignRequest{}
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignRequest) ProtoMessage() {}
+
+func (x *CosignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignRequest.ProtoReflect.Descriptor instead.
+func (*CosignRequest) Descriptor() ([]byte, []int) {
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CosignRequest) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// A CosignResponse carries the node's signature lines for the body.
+type CosignResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One or more signed-note signature lines ("— <key name> <base64>\n").
+	Signatures    []byte `protobuf:"bytes,1,opt,name=signatures,proto3" json:"signatures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignResponse) Reset() {
+	*x = CosignResponse{}
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignResponse) ProtoMessage() {}
+
+func (x *CosignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignResponse.ProtoReflect.Descriptor instead.
+func (*CosignResponse) Descriptor() ([]byte, []int) {
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CosignResponse) GetSignatures() []byte {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
 // A JoinRequest says how to reach the joining node's Raft endpoint.
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -34,7 +126,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +138,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +151,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -86,7 +178,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +190,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,7 +203,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *JoinResponse) GetVoter() bool {
@@ -130,7 +222,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -142,7 +234,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -155,7 +247,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 // A Member is one server in the Raft configuration.
@@ -170,7 +262,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +274,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +287,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Member) GetNodeId() string {
@@ -238,7 +330,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +342,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +355,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -327,7 +419,15 @@ var File_hashfed_v1_cluster_proto protoreflect.FileDescriptor
 const file_hashfed_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18hashfed/v1/cluster.proto\x12\n" +
-	"hashfed.v1\"I\n" +
+	"hashfed.v1\"/\n" +
+	"\rCosignRequest\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\fR\n" +
+	"checkpoint\"0\n" +
+	"\x0eCosignResponse\x12\x1e\n" +
+	"\n" +
+	"signatures\x18\x01 \x01(\fR\n" +
+	"signatures\"I\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"$\n" +
@@ -347,10 +447,11 @@ const file_hashfed_v1_cluster_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x12\n" +
 	"\x04term\x18\a \x01(\x04R\x04term\x12\x1f\n" +
 	"\vledger_size\x18\b \x01(\x03R\n" +
-	"ledgerSize2\x8c\x01\n" +
+	"ledgerSize2\xcd\x01\n" +
 	"\x0eClusterService\x129\n" +
 	"\x04Join\x12\x17.hashfed.v1.JoinRequest\x1a\x18.hashfed.v1.JoinResponse\x12?\n" +
-	"\x06Status\x12\x19.hashfed.v1.StatusRequest\x1a\x1a.hashfed.v1.StatusResponseB7Z5github.com/hashfed/hashfed/proto/hashfed/v1;hashfedv1b\x06proto3"
+	"\x06Status\x12\x19.hashfed.v1.StatusRequest\x1a\x1a.hashfed.v1.StatusResponse\x12?\n" +
+	"\x06Cosign\x12\x19.hashfed.v1.CosignRequest\x1a\x1a.hashfed.v1.CosignResponseB7Z5github.com/hashfed/hashfed/proto/hashfed/v1;hashfedv1b\x06proto3"
 
 var (
 	file_hashfed_v1_cluster_proto_rawDescOnce sync.Once
@@ -364,22 +465,26 @@ func file_hashfed_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_hashfed_v1_cluster_proto_rawDescData
 }
 
-var file_hashfed_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_hashfed_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_hashfed_v1_cluster_proto_goTypes = []any{
-	(*JoinRequest)(nil),    // 0: hashfed.v1.JoinRequest
-	(*JoinResponse)(nil),   // 1: hashfed.v1.JoinResponse
-	(*StatusRequest)(nil),  // 2: hashfed.v1.StatusRequest
-	(*Member)(nil),         // 3: hashfed.v1.Member
-	(*StatusResponse)(nil), // 4: hashfed.v1.StatusResponse
+	(*CosignRequest)(nil),  // 0: hashfed.v1.CosignRequest
+	(*CosignResponse)(nil), // 1: hashfed.v1.CosignResponse
+	(*JoinRequest)(nil),    // 2: hashfed.v1.JoinRequest
+	(*JoinResponse)(nil),   // 3: hashfed.v1.JoinResponse
+	(*StatusRequest)(nil),  // 4: hashfed.v1.StatusRequest
+	(*Member)(nil),         // 5: hashfed.v1.Member
+	(*StatusResponse)(nil), // 6: hashfed.v1.StatusResponse
 }
 var file_hashfed_v1_cluster_proto_depIdxs = []int32{
-	3, // 0: hashfed.v1.StatusResponse.members:type_name -> hashfed.v1.Member
-	0, // 1: hashfed.v1.ClusterService.Join:input_type -> hashfed.v1.JoinRequest
-	2, // 2: hashfed.v1.ClusterService.Status:input_type -> hashfed.v1.StatusRequest
-	1, // 3: hashfed.v1.ClusterService.Join:output_type -> hashfed.v1.JoinResponse
-	4, // 4: hashfed.v1.ClusterService.Status:output_type -> hashfed.v1.StatusResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
+	5, // 0: hashfed.v1.StatusResponse.members:type_name -> hashfed.v1.Member
+	2, // 1: hashfed.v1.ClusterService.Join:input_type -> hashfed.v1.JoinRequest
+	4, // 2: hashfed.v1.ClusterService.Status:input_type -> hashfed.v1.StatusRequest
+	0, // 3: hashfed.v1.ClusterService.Cosign:input_type -> hashfed.v1.CosignRequest
+	3, // 4: hashfed.v1.ClusterService.Join:output_type -> hashfed.v1.JoinResponse
+	6, // 5: hashfed.v1.ClusterService.Status:output_type -> hashfed.v1.StatusResponse
+	1, // 6: hashfed.v1.ClusterService.Cosign:output_type -> hashfed.v1.CosignResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -396,7 +501,7 @@ func file_hashfed_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hashfed_v1_cluster_proto_rawDesc), len(file_hashfed_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

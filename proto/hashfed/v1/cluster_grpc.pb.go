@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ClusterService_Join_FullMethodName   = "/hashfed.v1.ClusterService/Join"
 	ClusterService_Status_FullMethodName = "/hashfed.v1.ClusterService/Status"
+	ClusterService_Cosign_FullMethodName = "/hashfed.v1.ClusterService/Cosign"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -35,6 +36,10 @@ type ClusterServiceClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	// Status reports this node's view of the cluster.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Cosign asks a voting node to sign a checkpoint body. The node signs only
+	// if its own ledger has at least that many entries and the same root at that
+	// size. Only nodes may call it.
+	Cosign(ctx context.Context, in *CosignRequest, opts ...grpc.CallOption) (*CosignResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -65,6 +70,16 @@ func (c *clusterServiceClient) Status(ctx context.Context, in *StatusRequest, op
 	return out, nil
 }
 
+func (c *clusterServiceClient) Cosign(ctx context.Context, in *CosignRequest, opts ...grpc.CallOption) (*CosignResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CosignResponse)
+	err := c.cc.Invoke(ctx, ClusterService_Cosign_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -77,6 +92,10 @@ type ClusterServiceServer interface {
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	// Status reports this node's view of the cluster.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Cosign asks a voting node to sign a checkpoint body. The node signs only
+	// if its own ledger has at least that many entries and the same root at that
+	// size. Only nodes may call it.
+	Cosign(context.Context, *CosignRequest) (*CosignResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -92,6 +111,9 @@ func (UnimplementedClusterServiceServer) Join(context.Context, *JoinRequest) (*J
 }
 func (UnimplementedClusterServiceServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedClusterServiceServer) Cosign(context.Context, *CosignRequest) (*CosignResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Cosign not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -150,6 +172,24 @@ func _ClusterService_Status_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_Cosign_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CosignRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).Cosign(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_Cosign_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).Cosign(ctx, req.(*CosignRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +204,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _ClusterService_Status_Handler,
+		},
+		{
+			MethodName: "Cosign",
+			Handler:    _ClusterService_Cosign_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

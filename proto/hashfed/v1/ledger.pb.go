@@ -21,6 +21,99 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// A GetReceiptRequest names a ledger entry.
+type GetReceiptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReceiptRequest) Reset() {
+	*x = GetReceiptRequest{}
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReceiptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReceiptRequest) ProtoMessage() {}
+
+func (x *GetReceiptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReceiptRequest.ProtoReflect.Descriptor instead.
+func (*GetReceiptRequest) Descriptor() ([]byte, []int) {
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetReceiptRequest) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// A GetReceiptResponse carries a receipt in C2SP tlog-proof form: header
+// "c2sp.org/tlog-proof@v1", "extra <base64 of the entry's leaf bytes>",
+// "index <n>", the inclusion proof hashes, a blank line, then the cosigned
+// checkpoint.
+type GetReceiptResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReceiptResponse) Reset() {
+	*x = GetReceiptResponse{}
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReceiptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReceiptResponse) ProtoMessage() {}
+
+func (x *GetReceiptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReceiptResponse.ProtoReflect.Descriptor instead.
+func (*GetReceiptResponse) Descriptor() ([]byte, []int) {
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetReceiptResponse) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
 // A GetCheckpointRequest asks for the latest checkpoint.
 type GetCheckpointRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -30,7 +123,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[0]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +135,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[0]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,14 +148,15 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{0}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{2}
 }
 
 // A GetCheckpointResponse carries a checkpoint.
 type GetCheckpointResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A C2SP tlog-checkpoint in signed-note form: origin (the federation name),
-	// tree size, base64 root hash, a blank line and the node's signature.
+	// tree size, base64 root hash, a blank line and one signature line for each
+	// voting node that cosigned it.
 	SignedCheckpoint []byte `protobuf:"bytes,1,opt,name=signed_checkpoint,json=signedCheckpoint,proto3" json:"signed_checkpoint,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -70,7 +164,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[1]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -82,7 +176,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[1]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -95,7 +189,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{1}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetCheckpointResponse) GetSignedCheckpoint() []byte {
@@ -116,7 +210,7 @@ type GetEntriesRequest struct {
 
 func (x *GetEntriesRequest) Reset() {
 	*x = GetEntriesRequest{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[2]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -128,7 +222,7 @@ func (x *GetEntriesRequest) String() string {
 func (*GetEntriesRequest) ProtoMessage() {}
 
 func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[2]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -141,7 +235,7 @@ func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesRequest.ProtoReflect.Descriptor instead.
 func (*GetEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{2}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetEntriesRequest) GetStart() int64 {
@@ -169,7 +263,7 @@ type GetEntriesResponse struct {
 
 func (x *GetEntriesResponse) Reset() {
 	*x = GetEntriesResponse{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[3]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +275,7 @@ func (x *GetEntriesResponse) String() string {
 func (*GetEntriesResponse) ProtoMessage() {}
 
 func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[3]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +288,7 @@ func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesResponse.ProtoReflect.Descriptor instead.
 func (*GetEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{3}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetEntriesResponse) GetEntries() [][]byte {
@@ -215,7 +309,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[4]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +321,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[4]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +334,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{4}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetInclusionProofRequest) GetIndex() int64 {
@@ -268,7 +362,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[5]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +374,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[5]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +387,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{5}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetInclusionProofResponse) GetHashes() [][]byte {
@@ -314,7 +408,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[6]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +420,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[6]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +433,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{6}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetConsistencyProofRequest) GetOldSize() int64 {
@@ -367,7 +461,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[7]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +473,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_ledger_proto_msgTypes[7]
+	mi := &file_hashfed_v1_ledger_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +486,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{7}
+	return file_hashfed_v1_ledger_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetConsistencyProofResponse) GetHashes() [][]byte {
@@ -407,7 +501,11 @@ var File_hashfed_v1_ledger_proto protoreflect.FileDescriptor
 const file_hashfed_v1_ledger_proto_rawDesc = "" +
 	"\n" +
 	"\x17hashfed/v1/ledger.proto\x12\n" +
-	"hashfed.v1\"\x16\n" +
+	"hashfed.v1\")\n" +
+	"\x11GetReceiptRequest\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\".\n" +
+	"\x12GetReceiptResponse\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"\x16\n" +
 	"\x14GetCheckpointRequest\"D\n" +
 	"\x15GetCheckpointResponse\x12+\n" +
 	"\x11signed_checkpoint\x18\x01 \x01(\fR\x10signedCheckpoint\";\n" +
@@ -425,13 +523,15 @@ const file_hashfed_v1_ledger_proto_rawDesc = "" +
 	"\bold_size\x18\x01 \x01(\x03R\aoldSize\x12\x19\n" +
 	"\bnew_size\x18\x02 \x01(\x03R\anewSize\"5\n" +
 	"\x1bGetConsistencyProofResponse\x12\x16\n" +
-	"\x06hashes\x18\x01 \x03(\fR\x06hashes2\xfc\x02\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes2\xc9\x03\n" +
 	"\rLedgerService\x12T\n" +
 	"\rGetCheckpoint\x12 .hashfed.v1.GetCheckpointRequest\x1a!.hashfed.v1.GetCheckpointResponse\x12K\n" +
 	"\n" +
 	"GetEntries\x12\x1d.hashfed.v1.GetEntriesRequest\x1a\x1e.hashfed.v1.GetEntriesResponse\x12`\n" +
 	"\x11GetInclusionProof\x12$.hashfed.v1.GetInclusionProofRequest\x1a%.hashfed.v1.GetInclusionProofResponse\x12f\n" +
-	"\x13GetConsistencyProof\x12&.hashfed.v1.GetConsistencyProofRequest\x1a'.hashfed.v1.GetConsistencyProofResponseB7Z5github.com/hashfed/hashfed/proto/hashfed/v1;hashfedv1b\x06proto3"
+	"\x13GetConsistencyProof\x12&.hashfed.v1.GetConsistencyProofRequest\x1a'.hashfed.v1.GetConsistencyProofResponse\x12K\n" +
+	"\n" +
+	"GetReceipt\x12\x1d.hashfed.v1.GetReceiptRequest\x1a\x1e.hashfed.v1.GetReceiptResponseB7Z5github.com/hashfed/hashfed/proto/hashfed/v1;hashfedv1b\x06proto3"
 
 var (
 	file_hashfed_v1_ledger_proto_rawDescOnce sync.Once
@@ -445,28 +545,32 @@ func file_hashfed_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_hashfed_v1_ledger_proto_rawDescData
 }
 
-var file_hashfed_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_hashfed_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_hashfed_v1_ledger_proto_goTypes = []any{
-	(*GetCheckpointRequest)(nil),        // 0: hashfed.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),       // 1: hashfed.v1.GetCheckpointResponse
-	(*GetEntriesRequest)(nil),           // 2: hashfed.v1.GetEntriesRequest
-	(*GetEntriesResponse)(nil),          // 3: hashfed.v1.GetEntriesResponse
-	(*GetInclusionProofRequest)(nil),    // 4: hashfed.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 5: hashfed.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 6: hashfed.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 7: hashfed.v1.GetConsistencyProofResponse
+	(*GetReceiptRequest)(nil),           // 0: hashfed.v1.GetReceiptRequest
+	(*GetReceiptResponse)(nil),          // 1: hashfed.v1.GetReceiptResponse
+	(*GetCheckpointRequest)(nil),        // 2: hashfed.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 3: hashfed.v1.GetCheckpointResponse
+	(*GetEntriesRequest)(nil),           // 4: hashfed.v1.GetEntriesRequest
+	(*GetEntriesResponse)(nil),          // 5: hashfed.v1.GetEntriesResponse
+	(*GetInclusionProofRequest)(nil),    // 6: hashfed.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 7: hashfed.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 8: hashfed.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 9: hashfed.v1.GetConsistencyProofResponse
 }
 var file_hashfed_v1_ledger_proto_depIdxs = []int32{
-	0, // 0: hashfed.v1.LedgerService.GetCheckpoint:input_type -> hashfed.v1.GetCheckpointRequest
-	2, // 1: hashfed.v1.LedgerService.GetEntries:input_type -> hashfed.v1.GetEntriesRequest
-	4, // 2: hashfed.v1.LedgerService.GetInclusionProof:input_type -> hashfed.v1.GetInclusionProofRequest
-	6, // 3: hashfed.v1.LedgerService.GetConsistencyProof:input_type -> hashfed.v1.GetConsistencyProofRequest
-	1, // 4: hashfed.v1.LedgerService.GetCheckpoint:output_type -> hashfed.v1.GetCheckpointResponse
-	3, // 5: hashfed.v1.LedgerService.GetEntries:output_type -> hashfed.v1.GetEntriesResponse
-	5, // 6: hashfed.v1.LedgerService.GetInclusionProof:output_type -> hashfed.v1.GetInclusionProofResponse
-	7, // 7: hashfed.v1.LedgerService.GetConsistencyProof:output_type -> hashfed.v1.GetConsistencyProofResponse
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
+	2, // 0: hashfed.v1.LedgerService.GetCheckpoint:input_type -> hashfed.v1.GetCheckpointRequest
+	4, // 1: hashfed.v1.LedgerService.GetEntries:input_type -> hashfed.v1.GetEntriesRequest
+	6, // 2: hashfed.v1.LedgerService.GetInclusionProof:input_type -> hashfed.v1.GetInclusionProofRequest
+	8, // 3: hashfed.v1.LedgerService.GetConsistencyProof:input_type -> hashfed.v1.GetConsistencyProofRequest
+	0, // 4: hashfed.v1.LedgerService.GetReceipt:input_type -> hashfed.v1.GetReceiptRequest
+	3, // 5: hashfed.v1.LedgerService.GetCheckpoint:output_type -> hashfed.v1.GetCheckpointResponse
+	5, // 6: hashfed.v1.LedgerService.GetEntries:output_type -> hashfed.v1.GetEntriesResponse
+	7, // 7: hashfed.v1.LedgerService.GetInclusionProof:output_type -> hashfed.v1.GetInclusionProofResponse
+	9, // 8: hashfed.v1.LedgerService.GetConsistencyProof:output_type -> hashfed.v1.GetConsistencyProofResponse
+	1, // 9: hashfed.v1.LedgerService.GetReceipt:output_type -> hashfed.v1.GetReceiptResponse
+	5, // [5:10] is the sub-list for method output_type
+	0, // [0:5] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -483,7 +587,7 @@ func file_hashfed_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hashfed_v1_ledger_proto_rawDesc), len(file_hashfed_v1_ledger_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

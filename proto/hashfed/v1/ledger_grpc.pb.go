@@ -23,6 +23,7 @@ const (
 	LedgerService_GetEntries_FullMethodName          = "/hashfed.v1.LedgerService/GetEntries"
 	LedgerService_GetInclusionProof_FullMethodName   = "/hashfed.v1.LedgerService/GetInclusionProof"
 	LedgerService_GetConsistencyProof_FullMethodName = "/hashfed.v1.LedgerService/GetConsistencyProof"
+	LedgerService_GetReceipt_FullMethodName          = "/hashfed.v1.LedgerService/GetReceipt"
 )
 
 // LedgerServiceClient is the client API for LedgerService service.
@@ -32,7 +33,8 @@ const (
 // LedgerService serves the transparency log: checkpoints, entries and proofs.
 // Entries hold statements only, so every member org may read them.
 type LedgerServiceClient interface {
-	// GetCheckpoint returns the node's latest signed checkpoint.
+	// GetCheckpoint returns the latest checkpoint cosigned by a majority of
+	// voting orgs' nodes.
 	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
 	// GetEntries returns leaves [start, end), at most 1000 per call.
 	GetEntries(ctx context.Context, in *GetEntriesRequest, opts ...grpc.CallOption) (*GetEntriesResponse, error)
@@ -40,6 +42,9 @@ type LedgerServiceClient interface {
 	GetInclusionProof(ctx context.Context, in *GetInclusionProofRequest, opts ...grpc.CallOption) (*GetInclusionProofResponse, error)
 	// GetConsistencyProof proves the tree of size old_size is a prefix of the tree of size new_size.
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
+	// GetReceipt returns an offline-verifiable inclusion receipt for an entry,
+	// waiting (up to the call's deadline) until a cosigned checkpoint covers it.
+	GetReceipt(ctx context.Context, in *GetReceiptRequest, opts ...grpc.CallOption) (*GetReceiptResponse, error)
 }
 
 type ledgerServiceClient struct {
@@ -90,6 +95,16 @@ func (c *ledgerServiceClient) GetConsistencyProof(ctx context.Context, in *GetCo
 	return out, nil
 }
 
+func (c *ledgerServiceClient) GetReceipt(ctx context.Context, in *GetReceiptRequest, opts ...grpc.CallOption) (*GetReceiptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReceiptResponse)
+	err := c.cc.Invoke(ctx, LedgerService_GetReceipt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LedgerServiceServer is the server API for LedgerService service.
 // All implementations must embed UnimplementedLedgerServiceServer
 // for forward compatibility.
@@ -97,7 +112,8 @@ func (c *ledgerServiceClient) GetConsistencyProof(ctx context.Context, in *GetCo
 // LedgerService serves the transparency log: checkpoints, entries and proofs.
 // Entries hold statements only, so every member org may read them.
 type LedgerServiceServer interface {
-	// GetCheckpoint returns the node's latest signed checkpoint.
+	// GetCheckpoint returns the latest checkpoint cosigned by a majority of
+	// voting orgs' nodes.
 	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
 	// GetEntries returns leaves [start, end), at most 1000 per call.
 	GetEntries(context.Context, *GetEntriesRequest) (*GetEntriesResponse, error)
@@ -105,6 +121,9 @@ type LedgerServiceServer interface {
 	GetInclusionProof(context.Context, *GetInclusionProofRequest) (*GetInclusionProofResponse, error)
 	// GetConsistencyProof proves the tree of size old_size is a prefix of the tree of size new_size.
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
+	// GetReceipt returns an offline-verifiable inclusion receipt for an entry,
+	// waiting (up to the call's deadline) until a cosigned checkpoint covers it.
+	GetReceipt(context.Context, *GetReceiptRequest) (*GetReceiptResponse, error)
 	mustEmbedUnimplementedLedgerServiceServer()
 }
 
@@ -126,6 +145,9 @@ func (UnimplementedLedgerServiceServer) GetInclusionProof(context.Context, *GetI
 }
 func (UnimplementedLedgerServiceServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsistencyProof not implemented")
+}
+func (UnimplementedLedgerServiceServer) GetReceipt(context.Context, *GetReceiptRequest) (*GetReceiptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReceipt not implemented")
 }
 func (UnimplementedLedgerServiceServer) mustEmbedUnimplementedLedgerServiceServer() {}
 func (UnimplementedLedgerServiceServer) testEmbeddedByValue()                       {}
@@ -220,6 +242,24 @@ func _LedgerService_GetConsistencyProof_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LedgerService_GetReceipt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReceiptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).GetReceipt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_GetReceipt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).GetReceipt(ctx, req.(*GetReceiptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LedgerService_ServiceDesc is the grpc.ServiceDesc for LedgerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +282,10 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConsistencyProof",
 			Handler:    _LedgerService_GetConsistencyProof_Handler,
+		},
+		{
+			MethodName: "GetReceipt",
+			Handler:    _LedgerService_GetReceipt_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

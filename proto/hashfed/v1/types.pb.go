@@ -449,6 +449,7 @@ type Command struct {
 	//
 	//	*Command_Genesis
 	//	*Command_Contribution
+	//	*Command_Checkpoint
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -516,6 +517,15 @@ func (x *Command) GetContribution() *Contribution {
 	return nil
 }
 
+func (x *Command) GetCheckpoint() []byte {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Checkpoint); ok {
+			return x.Checkpoint
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -530,9 +540,18 @@ type Command_Contribution struct {
 	Contribution *Contribution `protobuf:"bytes,3,opt,name=contribution,proto3,oneof"`
 }
 
+type Command_Checkpoint struct {
+	// Publish a cosigned checkpoint: a C2SP signed note over a prefix of the
+	// ledger, carrying signatures from a majority of voting orgs' nodes.
+	// Checkpoints are not ledger entries; every node keeps the latest.
+	Checkpoint []byte `protobuf:"bytes,4,opt,name=checkpoint,proto3,oneof"`
+}
+
 func (*Command_Genesis) isCommand_Op() {}
 
 func (*Command_Contribution) isCommand_Op() {}
+
+func (*Command_Checkpoint) isCommand_Op() {}
 
 var File_hashfed_v1_types_proto protoreflect.FileDescriptor
 
@@ -557,11 +576,14 @@ const file_hashfed_v1_types_proto_rawDesc = "" +
 	"\fGenesisEntry\x12\x1a\n" +
 	"\bdocument\x18\x01 \x01(\fR\bdocument\",\n" +
 	"\x0eStatementEntry\x12\x1a\n" +
-	"\benvelope\x18\x01 \x01(\fR\benvelope\"\x91\x01\n" +
+	"\benvelope\x18\x01 \x01(\fR\benvelope\"\xb3\x01\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1a\n" +
 	"\agenesis\x18\x02 \x01(\fH\x00R\agenesis\x12>\n" +
-	"\fcontribution\x18\x03 \x01(\v2\x18.hashfed.v1.ContributionH\x00R\fcontributionB\x04\n" +
+	"\fcontribution\x18\x03 \x01(\v2\x18.hashfed.v1.ContributionH\x00R\fcontribution\x12 \n" +
+	"\n" +
+	"checkpoint\x18\x04 \x01(\fH\x00R\n" +
+	"checkpointB\x04\n" +
 	"\x02op*\x9b\x01\n" +
 	"\n" +
 	"SignalType\x12\x1b\n" +
@@ -621,6 +643,7 @@ func file_hashfed_v1_types_proto_init() {
 	file_hashfed_v1_types_proto_msgTypes[6].OneofWrappers = []any{
 		(*Command_Genesis)(nil),
 		(*Command_Contribution)(nil),
+		(*Command_Checkpoint)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
