@@ -110,3 +110,12 @@ func (s *State) RootAt(size int64) (ledger.Checkpoint, error) {
 	}
 	return ledger.Checkpoint{Origin: s.genesis.Federation, Size: size, Hash: root}, nil
 }
+
+// CheckCheckpoint runs the checks Apply makes on a checkpoint command without
+// applying it; the leader runs it before proposing.
+func (s *State) CheckCheckpoint(signed []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, err := s.checkCheckpointLocked(signed)
+	return err
+}

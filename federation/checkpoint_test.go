@@ -169,4 +169,3 @@ func TestCheckpointQuorum(t *testing.T) {
 		}
 	}
 }
-

@@ -46,13 +46,16 @@ var policies = map[string]policy{
 	hashfedv1.PublishService_GetNextSequence_FullMethodName: {roles: []federation.Role{federation.RolePublisher}},
 	// Every member may stream the ledger; payload values go only to the
 	// orgs each set names as readers (checked per entry).
-	hashfedv1.SubscribeService_Subscribe_FullMethodName:                    anyMember,
-	hashfedv1.LedgerService_GetCheckpoint_FullMethodName:                   anyMember,
-	hashfedv1.LedgerService_GetEntries_FullMethodName:                      anyMember,
-	hashfedv1.LedgerService_GetInclusionProof_FullMethodName:               anyMember,
-	hashfedv1.LedgerService_GetConsistencyProof_FullMethodName:             anyMember,
-	hashfedv1.ClusterService_Join_FullMethodName:                           {kinds: []certs.Kind{certs.KindNode}},
-	hashfedv1.ClusterService_Status_FullMethodName:                         anyMember,
+	hashfedv1.SubscribeService_Subscribe_FullMethodName:        anyMember,
+	hashfedv1.LedgerService_GetCheckpoint_FullMethodName:       anyMember,
+	hashfedv1.LedgerService_GetEntries_FullMethodName:          anyMember,
+	hashfedv1.LedgerService_GetInclusionProof_FullMethodName:   anyMember,
+	hashfedv1.LedgerService_GetConsistencyProof_FullMethodName: anyMember,
+	hashfedv1.ClusterService_Join_FullMethodName:               {kinds: []certs.Kind{certs.KindNode}},
+	hashfedv1.ClusterService_Status_FullMethodName:             anyMember,
+	// Any node may ask; a node signs only what its own ledger holds.
+	hashfedv1.ClusterService_Cosign_FullMethodName:                         {kinds: []certs.Kind{certs.KindNode}},
+	hashfedv1.LedgerService_GetReceipt_FullMethodName:                      anyMember,
 	healthpb.Health_Check_FullMethodName:                                   anyMember,
 	healthpb.Health_Watch_FullMethodName:                                   anyMember,
 	healthpb.Health_List_FullMethodName:                                    anyMember,

@@ -33,6 +33,10 @@ type Config struct {
 	// RaftAdvertise is the host:port other nodes dial for Raft. Empty means the
 	// genesis raft_address, or for a node that joins later, RaftListen.
 	RaftAdvertise string `yaml:"raft_advertise"`
+	// HTTPListen is the address the HTTPS tile server listens on, e.g. ":7402";
+	// empty means no tile server. It serves the ledger as a C2SP tlog-tiles
+	// log (/checkpoint, /tile/...) to the same callers as the API.
+	HTTPListen string `yaml:"http_listen"`
 	// TLSCert and TLSKey are the node's certificate and key issued by its org's CA
 	// (hashfed certs create-node).
 	TLSCert string `yaml:"tls_cert"`
@@ -43,6 +47,9 @@ type Config struct {
 	// Join lists API addresses of running nodes, for a node that is not in the
 	// genesis: it asks them to add it to Raft as a non-voter.
 	Join []string `yaml:"join"`
+	// CheckpointInterval is how often the leader publishes a checkpoint
+	// cosigned by the voting nodes when the ledger has grown, e.g. "500ms".
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// Raft tunes consensus timing. Raise the timeouts well above the round-trip
 	// time between the farthest voters.
 	Raft RaftConfig `yaml:"raft"`
@@ -51,10 +58,12 @@ type Config struct {
 
 	// Log overrides the logger built from LogLevel (not read from YAML).
 	Log *slog.Logger `yaml:"-"`
-	// APIListener and RaftListener, when set, are used instead of listening on
-	// APIListen and RaftListen (not read from YAML; for embedding and tests).
+	// APIListener, RaftListener and HTTPListener, when set, are used instead
+	// of listening on APIListen, RaftListen and HTTPListen (not read from
+	// YAML; for embedding and tests).
 	APIListener  net.Listener `yaml:"-"`
 	RaftListener net.Listener `yaml:"-"`
+	HTTPListener net.Listener `yaml:"-"`
 }
 
 // RaftConfig tunes Raft.
@@ -78,9 +87,10 @@ type RaftConfig struct {
 // DefaultConfig returns a configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		Genesis:  "genesis.json",
-		DataDir:  "data",
-		LogLevel: "info",
+		Genesis:            "genesis.json",
+		DataDir:            "data",
+		LogLevel:           "info",
+		CheckpointInterval: 500 * time.Millisecond,
 		Raft: RaftConfig{
 			HeartbeatTimeout:   time.Second,
 			ElectionTimeout:    time.Second,
@@ -147,6 +157,9 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
+	if c.CheckpointInterval < 10*time.Millisecond || c.CheckpointInterval > time.Minute {
+		return fmt.Errorf("config: checkpoint_interval %v: want 10ms to 1m", c.CheckpointInterval)
+	}
 	r := c.Raft
 	if r.HeartbeatTimeout < 5*time.Millisecond || r.ElectionTimeout < 5*time.Millisecond {
 		return errors.New("config: raft heartbeat_timeout and election_timeout must be at least 5ms")
@@ -154,7 +167,7 @@ func (c *Config) Validate() error {
 	if r.LeaderLeaseTimeout > r.HeartbeatTimeout {
 		return errors.New("config: raft leader_lease_timeout must not exceed heartbeat_timeout")
 	}
-	for _, a := range append([]string{c.APIListen, c.RaftListen, c.RaftAdvertise}, c.Join...) {
+	for _, a := range append([]string{c.APIListen, c.RaftListen, c.RaftAdvertise, c.HTTPListen}, c.Join...) {
 		if a == "" {
 			continue
 		}

@@ -43,6 +43,7 @@ func testOptions(dir string) localfed.Options {
 			{Name: "ngo/csam", Types: federation.SignalTypes, Readers: []string{"techco"}},
 			{Name: "iwf/list", Types: []federation.SignalType{federation.MD5, federation.PDQ}, Readers: []string{"techco"}},
 		},
+		CheckpointInterval: 50 * time.Millisecond,
 		// Fast elections on loopback; nothing asserts on time.
 		Raft: node.RaftConfig{
 			HeartbeatTimeout:   300 * time.Millisecond,
@@ -120,11 +121,15 @@ func checkpoints(t *testing.T, f *localfed.Federation) map[string]ledger.Checkpo
 	return out
 }
 
-// converge waits until every running node holds size entries and checks
-// they all have the same root.
+// converge waits until every running node holds size entries, checks they
+// all have the same root, and waits until each holds a cosigned checkpoint
+// covering them (what GetCheckpoint, audits and receipts serve).
 func converge(t *testing.T, f *localfed.Federation, size int64) ledger.Checkpoint {
 	t.Helper()
 	if _, err := localfed.SameCheckpoint(testCtx(t), f, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitCheckpoint(testCtx(t), size); err != nil {
 		t.Fatal(err)
 	}
 	for _, cp := range checkpoints(t, f) {

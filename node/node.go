@@ -41,14 +41,19 @@ type Node struct {
 	grpc   *grpc.Server
 	health *health.Server
 	apiLn  net.Listener
+	// peerCreds authenticate this node to other nodes' APIs (cosigning).
+	peerCreds credentials.TransportCredentials
+	cosigners cosigners
+	tiles     *tileServer // nil without http_listen
 
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 }
 
-// Start starts a node: Raft, the state machine and the gRPC API. It returns
-// once the API is listening; the federation may still be electing a leader.
+// Start starts a node: Raft, the state machine, the gRPC API and, if
+// configured, the HTTPS tile server. It returns once they are listening;
+// the federation may still be electing a leader.
 func Start(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -138,6 +143,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 
 	n := &Node{cfg: cfg, log: log, id: id, state: state, signer: signer, apiLn: apiLn, stop: make(chan struct{})}
+	n.peerCreds = credentials.NewTLS(clientTLS)
+	n.cosigners.n = n
 
 	var boot []consensus.Peer
 	for _, gn := range g.Nodes {
@@ -198,6 +205,12 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 	go func() { defer n.wg.Done(); n.recordGenesis() }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.checkpointLoop(cfg.CheckpointInterval) }()
+	if err := n.startTileServer(cert, trust); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if gn == nil && len(cfg.Join) > 0 {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.joinLoop(advertise, cert) }()
@@ -248,6 +261,7 @@ func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		close(n.stop)
 		n.health.Shutdown()
+		n.stopTileServer()
 		stopped := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(stopped) }()
 		select {
@@ -257,6 +271,7 @@ func (n *Node) Close() error {
 		}
 		err = n.cons.Close()
 		n.wg.Wait()
+		n.cosigners.close()
 		n.log.Info("node stopped")
 	})
 	return err
@@ -269,6 +284,11 @@ func (n *Node) prepare(req []byte) (cmd, rejectRes []byte) {
 	var c hashfedv1.Command
 	if err := proto.Unmarshal(req, &c); err != nil {
 		return nil, federation.EncodeResult(&federation.Result{Code: federation.CodeInvalid, Msg: "request does not decode"})
+	}
+	if cp := c.GetCheckpoint(); cp != nil {
+		if err := n.state.CheckCheckpoint(cp); err != nil {
+			return nil, federation.EncodeResult(&federation.Result{Code: federation.CodeOf(err), Msg: err.Error()})
+		}
 	}
 	if ct := c.GetContribution(); ct != nil {
 		if _, err := n.state.Check(ct); err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/hashfed/hashfed/certs"
 	"github.com/hashfed/hashfed/federation"
-	"github.com/hashfed/hashfed/ledger"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
 
@@ -165,14 +164,21 @@ type ledgerService struct {
 // maxEntriesPerCall bounds GetEntries.
 const maxEntriesPerCall = 1000
 
+// checkpointSyncTimeout bounds GetCheckpoint's catch-up with the leader.
+const checkpointSyncTimeout = time.Second
+
 func (s *ledgerService) GetCheckpoint(ctx context.Context, _ *hashfedv1.GetCheckpointRequest) (*hashfedv1.GetCheckpointResponse, error) {
-	cp, err := s.n.state.Checkpoint()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "computing checkpoint: %v", err)
+	// Catch up with the leader first, so a caller sees every checkpoint
+	// published before its call, whichever node it asks. Without a leader
+	// (a partition), the local latest still verifies on its own.
+	sctx, cancel := context.WithTimeout(ctx, checkpointSyncTimeout)
+	if err := s.n.cons.Sync(sctx); err != nil {
+		s.n.log.Debug("serving the local checkpoint without catching up", "err", err)
 	}
-	signed, err := ledger.SignCheckpoint(cp, s.n.signer)
+	cancel()
+	signed, err := s.n.signedCheckpoint()
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "signing checkpoint: %v", err)
+		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &hashfedv1.GetCheckpointResponse{SignedCheckpoint: signed}, nil
 }

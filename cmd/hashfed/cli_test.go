@@ -3,6 +3,8 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +14,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/hashfed/hashfed/client"
+	"github.com/hashfed/hashfed/ledger"
 )
 
 // hashfedBin is the binary under test, built once by TestMain.
@@ -94,7 +101,7 @@ func TestOperatorWorkflow(t *testing.T) {
 			"--node", fmt.Sprintf("id=%s,raft=%s,api=%s,checkpoint-key=%s/node-%s.vkey", id, o.raft, o.api, o.name, id),
 			"--out", o.name+".founder.json")
 		founders = append(founders, o.name+".founder.json")
-		cfg := fmt.Sprintf("genesis: ../genesis.json\nnode_id: %s\ndata_dir: data-%s\ntls_cert: node-%s.crt\ntls_key: node-%s.key\ncheckpoint_key: node-%s.note\nraft:\n  heartbeat_timeout: 300ms\n  election_timeout: 300ms\n  leader_lease_timeout: 150ms\nlog_level: warn\n", id, id, id, id, id)
+		cfg := fmt.Sprintf("genesis: ../genesis.json\nnode_id: %s\ndata_dir: data-%s\ntls_cert: node-%s.crt\ntls_key: node-%s.key\ncheckpoint_key: node-%s.note\ncheckpoint_interval: 50ms\nraft:\n  heartbeat_timeout: 300ms\n  election_timeout: 300ms\n  leader_lease_timeout: 150ms\nlog_level: warn\n", id, id, id, id, id)
 		if err := os.WriteFile(filepath.Join(dir, o.name, "node.yaml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -158,8 +165,19 @@ func TestOperatorWorkflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := run(t, dir, env(orgs[0]), "publish", "--set", "ngo/csam", "--signing-key", "ngo/signing.key", "--file", "batch1.csv")
-	if !strings.Contains(out, "committed 2 signals to ngo/csam as sequence 1: ledger entry 1") {
+	if !strings.Contains(out, "committed 2 signals to ngo/csam as sequence 1: ledger entry 1") ||
+		!strings.Contains(out, "receipt ngo_csam_1.tlog-proof: entry 1 under a checkpoint") {
 		t.Fatalf("publish said:\n%s", out)
+	}
+	// The receipt verifies offline, against the genesis alone; a receipt
+	// claiming another index, or carrying another entry, does not.
+	if out := run(t, dir, nil, "verify-receipt", "ngo_csam_1.tlog-proof"); !strings.Contains(out, "OK ngo_csam_1.tlog-proof: entry 1, org ngo's contribution 1 to ngo/csam (2 signals") {
+		t.Fatalf("verify-receipt said:\n%s", out)
+	}
+	receipt, _ := os.ReadFile(filepath.Join(dir, "ngo_csam_1.tlog-proof"))
+	os.WriteFile(filepath.Join(dir, "moved.tlog-proof"), bytes.Replace(receipt, []byte("\nindex 1\n"), []byte("\nindex 0\n"), 1), 0o644)
+	if out, err := runErr(dir, nil, "verify-receipt", "moved.tlog-proof"); err == nil || !strings.Contains(out, "FAIL moved.tlog-proof: entry 0 is not in the checkpointed tree") {
+		t.Fatalf("verify-receipt of a receipt with another index: err %v\n%s", err, out)
 	}
 	// A bad file is refused before anything is sent, naming the line.
 	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("type,value\npdq,abcd\n"), 0o644)
@@ -187,9 +205,55 @@ func TestOperatorWorkflow(t *testing.T) {
 		t.Fatalf("after resuming the subscriber holds %d lines, want 3:\n%s", lines, got)
 	}
 
+	// A policy the federation cannot meet fails and saves no state.
+	if out, err := runErr(dir, env(orgs[2]), "audit", "--min-orgs", "4"); err == nil || !strings.Contains(out, "signed by 4 orgs, but the federation has only 3 voting orgs") {
+		t.Fatalf("audit with an impossible policy: err %v, output:\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "hashfed-audit.state.json")); !os.IsNotExist(err) {
+		t.Fatalf("a failed audit saved its state (stat: %v)", err)
+	}
+	// The default policy: a majority of the voting orgs cosigned.
 	out = run(t, dir, env(orgs[2]), "audit")
-	if !strings.HasPrefix(out, "OK: checkpoint of \"example.hashfed\" size 3") {
+	if !strings.HasPrefix(out, "OK: checkpoint of \"example.hashfed\" size 3") || !strings.Contains(out, "full audit from the genesis: 3 entries") ||
+		!strings.Contains(out, "state saved to hashfed-audit.state.json") {
 		t.Fatalf("audit said:\n%s", out)
+	}
+	// After another contribution, an audit of all three nodes verifies only
+	// the new entry.
+	os.WriteFile(filepath.Join(dir, "batch3.csv"), []byte("type,value\nmd5,92eb5ffee6ae2fec3ad71c777531578f\n"), 0o644)
+	run(t, dir, env(orgs[0]), "publish", "--set", "ngo/csam", "--signing-key", "ngo/signing.key", "--file", "batch3.csv")
+	all := orgs[0].api + "," + orgs[1].api + "," + orgs[2].api
+	rep := auditJSON(t, dir, env(orgs[2]), true, "--node", all)
+	if !rep.OK || rep.Mode != "incremental" || rep.From != 3 || rep.Entries != 1 || rep.Statements != 1 || rep.Checkpoint.Size != 4 ||
+		len(rep.Nodes) != 3 || !rep.StateSaved || rep.Checkpoint.Origin != fed || len(rep.Checkpoint.SignedBy) != 3 || !strings.HasPrefix(rep.Checkpoint.Note, fed+"\n4\n") {
+		t.Fatalf("incremental audit of three nodes: %+v", rep)
+	}
+	rep = auditJSON(t, dir, env(orgs[2]), true, "--full", "--node", all)
+	if !rep.OK || rep.Mode != "full" || rep.From != 0 || rep.Entries != 4 || rep.InclusionProofs != 4 || rep.Checkpoint.Size != 4 {
+		t.Fatalf("full audit: %+v", rep)
+	}
+	// A state from another genesis is refused, with a non-zero exit status.
+	state, _ := os.ReadFile(filepath.Join(dir, "hashfed-audit.state.json"))
+	os.WriteFile(filepath.Join(dir, "other.state.json"), []byte(strings.Replace(string(state), `"federation": "example.hashfed"`, `"federation": "other.hashfed"`, 1)), 0o644)
+	rep = auditJSON(t, dir, env(orgs[2]), false, "--state", "other.state.json")
+	if rep.OK || !strings.Contains(rep.Error, "audit state does not match") || rep.StateSaved {
+		t.Fatalf("audit from another federation's state: %+v", rep)
+	}
+	// A saved checkpoint of the same size with another root, validly signed
+	// with a node's registered key, is a split view; both notes are evidence.
+	forged := forgeState(t, dir, string(state), "ngo/node-ngo-1.note")
+	rep = auditJSON(t, dir, env(orgs[2]), false, "--state", "forked.state.json", "--node", all)
+	if sv := rep.SplitView; rep.OK || sv == nil || sv.A.Node != "saved audit state" || sv.A.Note != forged || !strings.Contains(all, sv.B.Node) ||
+		sv.B.Note != rep.Checkpoint.Note || !strings.Contains(sv.Reason, "size 4 with different roots") || !strings.HasPrefix(rep.Error, "split view") {
+		t.Fatalf("audit from a forked state: %+v", rep)
+	}
+	out, _ = runErr(dir, env(orgs[2]), "audit", "--state", "forked.state.json", "--node", all)
+	if !strings.HasPrefix(out, "FAIL\n") || !strings.Contains(out, "SPLIT VIEW") || !strings.Contains(out, "    "+strings.ReplaceAll(strings.TrimSuffix(forged, "\n"), "\n", "\n    ")) {
+		t.Fatalf("audit from a forked state said:\n%s", out)
+	}
+	rep = auditJSON(t, dir, env(orgs[2]), false, "--min-orgs", "4", "--node", orgs[1].api)
+	if rep.OK || !strings.Contains(rep.Error, "only 3 voting orgs") {
+		t.Fatalf("audit with an impossible policy: %+v", rep)
 	}
 	// The auditor's org may not read values.
 	if out, err := runErr(dir, env(orgs[2]), "subscribe", "--set", "ngo/csam"); err == nil || !strings.Contains(out, "PermissionDenied") {
@@ -204,13 +268,96 @@ func TestOperatorWorkflow(t *testing.T) {
 	}
 }
 
+// auditOutput is the shape of `hashfed audit --json`.
+type auditOutput struct {
+	OK         bool   `json:"ok"`
+	Error      string `json:"error"`
+	Index      *int64 `json:"index"`
+	Mode       string `json:"mode"`
+	From       int64  `json:"from"`
+	Checkpoint struct {
+		Node, Origin, Root, Note string
+		Size                     int64
+		SignedBy                 []string `json:"signed_by"`
+		Orgs                     []string
+	} `json:"checkpoint"`
+	Nodes []struct {
+		Node, Origin, Root, Error string
+		Size                      int64
+		SignedBy                  []string `json:"signed_by"`
+		Orgs                      []string
+	} `json:"nodes"`
+	Entries           int64 `json:"entries_verified"`
+	InclusionProofs   int64 `json:"inclusion_proofs"`
+	ConsistencyProofs int64 `json:"consistency_proofs"`
+	Statements        int64 `json:"statements"`
+	Signals           int64 `json:"signals"`
+	SplitView         *struct {
+		Reason string
+		A, B   struct{ Node, Note string }
+	} `json:"split_view"`
+	StateFile  string `json:"state_file"`
+	StateSaved bool   `json:"state_saved"`
+}
+
+// auditJSON runs `hashfed audit --json`, checks that it exits 0 exactly if
+// ok, and decodes the one object it prints on standard output.
+func auditJSON(t *testing.T, dir string, env []string, ok bool, args ...string) auditOutput {
+	t.Helper()
+	cmd := exec.Command(hashfedBin, append([]string{"audit", "--json"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if (err == nil) != ok {
+		t.Fatalf("hashfed audit --json %v: exit %v, want success %v\nstdout:\n%s\nstderr:\n%s", args, err, ok, stdout, stderr.String())
+	}
+	var out auditOutput
+	dec := json.NewDecoder(bytes.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil || dec.More() {
+		t.Fatalf("hashfed audit --json %v printed something other than one JSON object (%v):\n%s", args, err, stdout)
+	}
+	return out
+}
+
+// forgeState writes forked.state.json: state with its checkpoint replaced
+// by one of the same size with another root, signed with the note key in
+// keyFile. It returns the forged signed note.
+func forgeState(t *testing.T, dir, state, keyFile string) string {
+	t.Helper()
+	st, err := client.ParseAuditState([]byte(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, err := os.ReadFile(filepath.Join(dir, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := ledger.Checkpoint{Origin: st.Federation, Size: st.Size, Hash: sha256.Sum256([]byte("a fork"))}
+	signed, err := ledger.SignCheckpoint(cp, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Checkpoint, st.Root = string(signed), cp.Hash.String()
+	if err := st.Save(filepath.Join(dir, "forked.state.json")); err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}
+
 // TestDemo runs the README's first command.
 func TestDemo(t *testing.T) {
 	out, err := runErr(t.TempDir(), nil, "demo")
 	if err != nil {
 		t.Fatalf("hashfed demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"leader", "committed as entry 1", "identical to those published", "all 3 nodes agree", ": OK", "demo OK"} {
+	for _, want := range []string{"leader", "committed as entry 1", "identical to those published", "all 3 nodes hold the same 2 entries", "receipt for entry 1: checkpoint of size 2 cosigned by", "cosigned by ngo, techco, auditor", ": OK", "demo OK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

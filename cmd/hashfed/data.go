@@ -26,6 +26,7 @@ func runPublish(args []string) error {
 	keyPath := fs.String("signing-key", "", "your org's statement-signing private key (required)")
 	file := fs.String("file", "", "CSV or JSON-lines file of signals; - for standard input (required)")
 	format := fs.String("format", "", "csv or jsonl (default: from the file name)")
+	receiptDir := fs.String("receipt-dir", ".", "where to write the contribution's inclusion receipt, <org>_<list>_<sequence>.tlog-proof; empty: don't wait for one")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +66,20 @@ func runPublish(args []string) error {
 	}
 	fmt.Printf("committed %d signals to %s as sequence %d: ledger entry %d (ledger size %d)\n",
 		res.Statement.Count, *set, res.Statement.Sequence, res.Index, res.TreeSize)
+	if *receiptDir == "" {
+		return nil
+	}
+	receipt, info, err := c.Receipt(ctx, res.Index)
+	if err != nil {
+		return fmt.Errorf("the contribution is committed, but its receipt is not available yet (run 'hashfed publish' with the same file again later only if it did not commit; fetch the receipt with grpcurl LedgerService/GetReceipt index %d): %w", res.Index, err)
+	}
+	name := fmt.Sprintf("%s_%s_%d.tlog-proof", res.Statement.Org, strings.ReplaceAll(strings.TrimPrefix(*set, res.Statement.Org+"/"), "/", "_"), res.Statement.Sequence)
+	path := filepath.Join(*receiptDir, name)
+	if err := writeNew(path, receipt, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("receipt %s: entry %d under a checkpoint of size %d cosigned by %s (check it offline: hashfed verify-receipt %s)\n",
+		path, info.Index, info.Checkpoint.Size, strings.Join(info.SignedBy, ", "), path)
 	return nil
 }
 
@@ -174,27 +189,4 @@ func saveCursor(path string, next int64) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func runAudit(args []string) error {
-	fs := newFlags("audit", "audit [client flags]")
-	cf := addClientFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := cf.dial()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	rep, err := c.Audit(ctx)
-	if err != nil {
-		fmt.Println("FAIL")
-		return err
-	}
-	fmt.Printf("OK: checkpoint of %q size %d root %s signed by %v\n    %d entries, %d inclusion proofs, %d statement signatures verified (%d signals committed to)\n",
-		rep.Checkpoint.Origin, rep.Checkpoint.Size, rep.Checkpoint.Hash, rep.SignedBy, rep.Entries, rep.InclusionProofs, rep.Statements, rep.Signals)
-	return nil
 }

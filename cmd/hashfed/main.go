@@ -17,14 +17,15 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"certs":     {"create org CAs, node and client certificates, signing keys", runCerts},
-	"genesis":   {"write an org's founder file; assemble the genesis document", runGenesis},
-	"node":      {"run a node: hashfed node --config node.yaml", runNode},
-	"publish":   {"sign a CSV or JSON-lines file of signals and publish it as one contribution", runPublish},
-	"subscribe": {"stream verified ledger entries and signals from a cursor", runSubscribe},
-	"audit":     {"verify the ledger: checkpoint signature, every entry's inclusion, every statement's signature", runAudit},
-	"status":    {"show a node's view of the cluster", runStatus},
-	"demo":      {"start a three-org federation on loopback and walk one update through it", runDemo},
+	"certs":          {"create org CAs, node and client certificates, signing keys", runCerts},
+	"genesis":        {"write an org's founder file; assemble the genesis document", runGenesis},
+	"node":           {"run a node: hashfed node --config node.yaml", runNode},
+	"publish":        {"sign a CSV or JSON-lines file of signals and publish it as one contribution", runPublish},
+	"subscribe":      {"stream verified ledger entries and signals from a cursor", runSubscribe},
+	"audit":          {"verify the ledger: checkpoint signature, every entry's inclusion, every statement's signature", runAudit},
+	"status":         {"show a node's view of the cluster", runStatus},
+	"verify-receipt": {"verify a contribution's inclusion receipt offline, against the genesis", runVerifyReceipt},
+	"demo":           {"start a three-org federation on loopback and walk one update through it", runDemo},
 }
 
 func usage() {
@@ -35,7 +36,7 @@ func usage() {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(os.Stderr, "  %-15s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(os.Stderr, "\nRun 'hashfed <command> -h' for a command's flags.\n")
 }

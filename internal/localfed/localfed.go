@@ -44,6 +44,8 @@ type Options struct {
 	Sets []federation.Set
 	// Raft timing for the nodes; zero values take node.DefaultConfig's.
 	Raft node.RaftConfig
+	// CheckpointInterval for the nodes; zero takes node.DefaultConfig's.
+	CheckpointInterval time.Duration
 	// Log receives every node's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -78,11 +80,14 @@ type NodeFiles struct {
 	Config      string // YAML configuration file
 	APIAddress  string
 	RaftAddress string
+	// HTTPAddress is where the node's HTTPS tile server listens.
+	HTTPAddress string
 	// CheckpointVKey is the node's checkpoint verifier key.
 	CheckpointVKey string
 	cfg            node.Config
 	apiLn          net.Listener
 	raftLn         net.Listener
+	httpLn         net.Listener
 }
 
 // A Federation is a created (and possibly running) local federation.
@@ -217,27 +222,40 @@ func (f *Federation) createNode(dir, org, id string) (*NodeFiles, error) {
 		apiLn.Close()
 		return nil, err
 	}
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		apiLn.Close()
+		raftLn.Close()
+		return nil, err
+	}
 	nf := &NodeFiles{
 		ID: id, Org: org,
 		Config:         filepath.Join(dir, "node-"+id+".yaml"),
 		APIAddress:     apiLn.Addr().String(),
 		RaftAddress:    raftLn.Addr().String(),
+		HTTPAddress:    httpLn.Addr().String(),
 		CheckpointVKey: vkey,
-		apiLn:          apiLn, raftLn: raftLn,
+		apiLn:          apiLn, raftLn: raftLn, httpLn: httpLn,
 	}
 	cfg := node.DefaultConfig()
 	cfg.NodeID = id
 	cfg.DataDir = filepath.Join(dir, "data-"+id)
 	cfg.TLSCert, cfg.TLSKey = certPath, keyPath
 	cfg.CheckpointKey = notePath
-	cfg.APIListen, cfg.RaftListen = nf.APIAddress, nf.RaftAddress
+	cfg.APIListen, cfg.RaftListen, cfg.HTTPListen = nf.APIAddress, nf.RaftAddress, nf.HTTPAddress
 	if f.Opts.Raft.HeartbeatTimeout != 0 {
 		cfg.Raft = f.Opts.Raft
+	}
+	if f.Opts.CheckpointInterval != 0 {
+		cfg.CheckpointInterval = f.Opts.CheckpointInterval
 	}
 	nf.cfg = cfg
 	f.Files = append(f.Files, nf)
 	return nf, nil
 }
+
+// NodeConfig returns a copy of the node's configuration.
+func (nf *NodeFiles) NodeConfig() node.Config { return nf.cfg }
 
 // writeConfig writes the node's YAML configuration, the file `hashfed node
 // --config` reads, so a user can stop the demo and run the nodes by hand.
@@ -255,6 +273,10 @@ func (f *Federation) closeListeners() {
 			nf.apiLn.Close()
 			nf.raftLn.Close()
 			nf.apiLn, nf.raftLn = nil, nil
+		}
+		if nf.httpLn != nil {
+			nf.httpLn.Close()
+			nf.httpLn = nil
 		}
 	}
 }
@@ -280,8 +302,8 @@ func (f *Federation) StartNode(id string) error {
 		return fmt.Errorf("no node %q", id)
 	}
 	cfg := nf.cfg
-	cfg.APIListener, cfg.RaftListener = nf.apiLn, nf.raftLn
-	nf.apiLn, nf.raftLn = nil, nil
+	cfg.APIListener, cfg.RaftListener, cfg.HTTPListener = nf.apiLn, nf.raftLn, nf.httpLn
+	nf.apiLn, nf.raftLn, nf.httpLn = nil, nil, nil
 	cfg.Log = f.Opts.Log
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -345,6 +367,30 @@ func (f *Federation) WaitReady(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// WaitCheckpoint waits until every running node holds a cosigned
+// checkpoint covering at least size entries.
+func (f *Federation) WaitCheckpoint(ctx context.Context, size int64) error {
+	for _, nf := range f.Files {
+		n := f.Nodes[nf.ID]
+		if n == nil {
+			continue
+		}
+		for {
+			changed := n.State().Changed()
+			if _, got := n.State().LatestCheckpoint(); got >= size {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				_, got := n.State().LatestCheckpoint()
+				return fmt.Errorf("node %s: latest checkpoint covers %d entries, want %d: %w", nf.ID, got, size, ctx.Err())
+			case <-changed:
+			}
+		}
+	}
+	return nil
 }
 
 // Leader returns the ID of the node that leads now, or "".

@@ -1,0 +1,85 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashfed/hashfed/federation"
+	"github.com/hashfed/hashfed/ledger"
+	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
+)
+
+// Receipt fetches the inclusion receipt of entry index, waiting (up to ctx's
+// deadline) for a cosigned checkpoint that covers it, and verifies it before
+// returning it.
+func (c *Client) Receipt(ctx context.Context, index int64) ([]byte, *ReceiptInfo, error) {
+	r, err := c.Ledger.GetReceipt(ctx, &hashfedv1.GetReceiptRequest{Index: index})
+	if err != nil {
+		return nil, nil, Explain(err)
+	}
+	info, err := VerifyReceipt(c.genesis, r.GetReceipt(), 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the node's receipt for entry %d does not verify: %w", index, err)
+	}
+	if info.Index != index {
+		return nil, nil, fmt.Errorf("asked for a receipt of entry %d, got one for entry %d", index, info.Index)
+	}
+	return r.GetReceipt(), info, nil
+}
+
+// ReceiptInfo is what a verified receipt proves.
+type ReceiptInfo struct {
+	Index      int64
+	Entry      *hashfedv1.LedgerEntry
+	Statement  *federation.Statement // nil for the genesis entry
+	Checkpoint ledger.Checkpoint
+	SignedBy   []string // voting orgs whose nodes cosigned the checkpoint
+}
+
+// VerifyReceipt checks a receipt with no network: the checkpoint is cosigned
+// by at least minOrgs voting orgs (0: a majority) under the genesis node
+// keys, the entry carried in the receipt is included in that checkpoint's
+// tree at the stated index, and a statement entry verifies under its org's
+// key from the genesis.
+func VerifyReceipt(g *federation.Genesis, receipt []byte, minOrgs int) (*ReceiptInfo, error) {
+	p, err := ledger.ParseProof(receipt)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Extra) == 0 {
+		return nil, fmt.Errorf("receipt carries no entry (its extra line holds the entry's leaf bytes)")
+	}
+	cp, orgs, err := g.OpenCosigned(p.Checkpoint)
+	if err != nil {
+		return nil, fmt.Errorf("receipt checkpoint: %w", err)
+	}
+	if minOrgs <= 0 {
+		minOrgs = g.CheckpointQuorum()
+	}
+	if len(orgs) < minOrgs {
+		return nil, fmt.Errorf("receipt checkpoint is cosigned by %d voting org(s) %v, %d required", len(orgs), orgs, minOrgs)
+	}
+	if err := p.Verify(p.Extra, cp); err != nil {
+		return nil, fmt.Errorf("entry %d is not in the checkpointed tree: %w", p.Index, err)
+	}
+	e, claimed, err := federation.DecodeEntry(p.Extra)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", p.Index, err)
+	}
+	info := &ReceiptInfo{Index: p.Index, Entry: e, Checkpoint: cp, SignedBy: orgs}
+	if claimed == nil {
+		return info, nil
+	}
+	org := g.Org(claimed.Org)
+	if org == nil {
+		return nil, fmt.Errorf("entry %d: statement names org %q, which is not in the genesis", p.Index, claimed.Org)
+	}
+	key, err := federation.ParsePublicKey([]byte(org.SigningKey))
+	if err != nil {
+		return nil, err
+	}
+	if info.Statement, err = federation.OpenStatement(e.GetStatement().GetEnvelope(), key); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", p.Index, err)
+	}
+	return info, nil
+}
