@@ -51,6 +51,9 @@ type Genesis struct {
 	Nodes []Node `json:"nodes"`
 	// Sets are the hash sets that exist from the start.
 	Sets []Set `json:"sets"`
+	// GovernanceThreshold is how many operator orgs must sign a governance
+	// act; 0 means a strict majority of the operator orgs at the time.
+	GovernanceThreshold int `json:"governance_threshold,omitempty"`
 }
 
 // An Org is a participating organisation.
@@ -160,34 +163,12 @@ func (g *Genesis) Validate() error {
 	if len(g.Orgs) == 0 {
 		return errors.New("genesis: no orgs")
 	}
+	if err := g.validateOrgs(); err != nil {
+		return fmt.Errorf("genesis: %w", err)
+	}
 	orgs := map[string]*Org{}
 	for i := range g.Orgs {
-		o := &g.Orgs[i]
-		if err := ValidName(o.Name); err != nil {
-			return fmt.Errorf("genesis: org %d: %w", i, err)
-		}
-		if orgs[o.Name] != nil {
-			return fmt.Errorf("genesis: org %q listed twice", o.Name)
-		}
-		orgs[o.Name] = o
-		if len(o.Roles) == 0 {
-			return fmt.Errorf("genesis: org %q has no roles", o.Name)
-		}
-		for _, r := range o.Roles {
-			if !slices.Contains(knownRoles, r) {
-				return fmt.Errorf("genesis: org %q: unknown role %q (want publisher, subscriber, auditor or operator)", o.Name, r)
-			}
-		}
-		ca, err := parseCACert(o.CACert)
-		if err != nil {
-			return fmt.Errorf("genesis: org %q: %w", o.Name, err)
-		}
-		if !slices.Contains(ca.Subject.Organization, o.Name) {
-			return fmt.Errorf("genesis: org %q: CA certificate is for organization %q", o.Name, ca.Subject.Organization)
-		}
-		if _, err := ParsePublicKey([]byte(o.SigningKey)); err != nil {
-			return fmt.Errorf("genesis: org %q: signing key: %w", o.Name, err)
-		}
+		orgs[g.Orgs[i].Name] = &g.Orgs[i]
 	}
 	ids := map[string]bool{}
 	addrs := map[string]bool{}
@@ -230,6 +211,15 @@ func (g *Genesis) Validate() error {
 	if voters == 0 {
 		return errors.New("genesis: no voting nodes")
 	}
+	operators := 0
+	for _, o := range g.Orgs {
+		if o.HasRole(RoleOperator) {
+			operators++
+		}
+	}
+	if g.GovernanceThreshold < 0 || g.GovernanceThreshold > operators {
+		return fmt.Errorf("genesis: governance_threshold %d: want 0 (a majority) to %d (every operator org)", g.GovernanceThreshold, operators)
+	}
 	sets := map[string]bool{}
 	for _, s := range g.Sets {
 		if err := ValidSetName(s.Name); err != nil {
@@ -261,6 +251,41 @@ func (g *Genesis) Validate() error {
 			if !orgs[r].HasRole(RoleSubscriber) && !orgs[r].HasRole(RolePublisher) {
 				return fmt.Errorf("genesis: set %q: reader %q holds neither the subscriber nor the publisher role, and only those may receive signal values", s.Name, r)
 			}
+		}
+	}
+	return nil
+}
+
+// validateOrgs checks each org on its own: name, roles, CA certificate for
+// that org, signing key; and that no name repeats.
+func (g *Genesis) validateOrgs() error {
+	orgs := map[string]*Org{}
+	for i := range g.Orgs {
+		o := &g.Orgs[i]
+		if err := ValidName(o.Name); err != nil {
+			return fmt.Errorf("org %d: %w", i, err)
+		}
+		if orgs[o.Name] != nil {
+			return fmt.Errorf("org %q listed twice", o.Name)
+		}
+		orgs[o.Name] = o
+		if len(o.Roles) == 0 {
+			return fmt.Errorf("org %q has no roles", o.Name)
+		}
+		for _, r := range o.Roles {
+			if !slices.Contains(knownRoles, r) {
+				return fmt.Errorf("org %q: unknown role %q (want publisher, subscriber, auditor or operator)", o.Name, r)
+			}
+		}
+		ca, err := parseCACert(o.CACert)
+		if err != nil {
+			return fmt.Errorf("org %q: %w", o.Name, err)
+		}
+		if !slices.Contains(ca.Subject.Organization, o.Name) {
+			return fmt.Errorf("org %q: CA certificate is for organization %q", o.Name, ca.Subject.Organization)
+		}
+		if _, err := ParsePublicKey([]byte(o.SigningKey)); err != nil {
+			return fmt.Errorf("org %q: signing key: %w", o.Name, err)
 		}
 	}
 	return nil

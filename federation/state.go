@@ -2,7 +2,6 @@ package federation
 
 import (
 	"bufio"
-	"crypto"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -32,8 +31,8 @@ type State struct {
 
 	mu       sync.RWMutex
 	tree     *ledger.Tree
-	keys     map[string]crypto.PublicKey // org -> statement-verification key
-	sets     map[string]*Set
+	reg      *Registry         // orgs, keys and sets as of the ledger's end
+	trust    uint64            // counts changes to membership and CAs
 	next     map[seqKey]uint64 // next sequence number expected per (org, set)
 	payloads map[int64][]byte  // ledger index -> payload of that statement
 	changed  chan struct{}     // closed and replaced whenever the ledger or its checkpoint grows
@@ -64,18 +63,8 @@ func (s *State) reset() error {
 		return err
 	}
 	s.tree = tree
-	s.keys = map[string]crypto.PublicKey{}
-	for _, o := range s.genesis.Orgs {
-		k, err := ParsePublicKey([]byte(o.SigningKey))
-		if err != nil {
-			return fmt.Errorf("org %q signing key: %w", o.Name, err)
-		}
-		s.keys[o.Name] = k
-	}
-	s.sets = map[string]*Set{}
-	for i := range s.genesis.Sets {
-		s.sets[s.genesis.Sets[i].Name] = &s.genesis.Sets[i]
-	}
+	s.reg = NewRegistry(s.genesis)
+	s.trust++
 	s.next = map[seqKey]uint64{}
 	s.payloads = map[int64][]byte{}
 	s.checkpoint, s.cpSize = nil, 0
@@ -164,6 +153,23 @@ func (s *State) Apply(cmd []byte) []byte {
 		s.checkpoint, s.cpSize = slices.Clone(op.Checkpoint), cp.Size
 		s.notifyLocked()
 		return EncodeResult(&Result{TreeSize: cp.Size})
+	case *hashfedv1.Command_Governance:
+		act, _, err := s.reg.CheckAct(s.genesis.Federation, op.Governance, s.tree.Size())
+		if err != nil {
+			return rejectResult(err)
+		}
+		leaf, err := marshalEntry(&hashfedv1.LedgerEntry{
+			TimeUnixNano: c.TimeUnixNano,
+			Kind:         &hashfedv1.LedgerEntry_Governance{Governance: &hashfedv1.GovernanceEntry{Envelope: op.Governance}},
+		})
+		if err != nil {
+			return rejectResult(err)
+		}
+		idx, err := s.appendActLocked(leaf, act)
+		if err != nil {
+			return rejectResult(reject(CodeInvalid, "appending to ledger: %v", err))
+		}
+		return EncodeResult(&Result{Index: idx, TreeSize: idx + 1})
 	case *hashfedv1.Command_Contribution:
 		st, err = s.checkContributionLocked(op.Contribution)
 		if err != nil {
@@ -204,6 +210,22 @@ func (s *State) appendLocked(leaf, payload []byte, st *Statement) (int64, error)
 		s.payloads[idx] = payload
 		s.next[seqKey{st.Org, st.Set}] = st.Sequence + 1
 	}
+	s.notifyLocked()
+	return idx, nil
+}
+
+// appendActLocked appends a governance leaf and applies its act.
+func (s *State) appendActLocked(leaf []byte, act *Act) (int64, error) {
+	idx := s.tree.Size()
+	next := s.reg.Clone()
+	if err := next.ApplyAct(act, idx); err != nil {
+		return 0, err
+	}
+	if _, err := s.tree.Append(leaf); err != nil {
+		return 0, err
+	}
+	s.reg = next
+	s.trust++
 	s.notifyLocked()
 	return idx, nil
 }
@@ -249,12 +271,18 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 	if err != nil {
 		return nil, reject(CodeInvalid, "%v", err)
 	}
-	key, ok := s.keys[claimed.Org]
-	if !ok {
+	org := s.reg.Orgs[claimed.Org]
+	switch {
+	case org == nil:
 		return nil, reject(CodePermissionDenied, "org %q is not a member of federation %q", claimed.Org, s.genesis.Federation)
-	}
-	if !s.genesis.Org(claimed.Org).HasRole(RolePublisher) {
+	case org.Removed != 0:
+		return nil, reject(CodePermissionDenied, "org %q was removed from federation %q at entry %d", claimed.Org, s.genesis.Federation, org.Removed)
+	case !org.HasRole(RolePublisher):
 		return nil, reject(CodePermissionDenied, "org %q does not hold the publisher role", claimed.Org)
+	}
+	key, err := s.reg.KeyAt(claimed.Org, s.tree.Size())
+	if err != nil {
+		return nil, reject(CodePermissionDenied, "%v", err)
 	}
 	st, err := OpenStatement(c.Envelope, key)
 	if err != nil {
@@ -266,7 +294,7 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 	if st.Op != OpAdd {
 		return nil, reject(CodeInvalid, "statement op %q is not supported (want %q)", st.Op, OpAdd)
 	}
-	set, ok := s.sets[st.Set]
+	set, ok := s.reg.Sets[st.Set]
 	if !ok {
 		return nil, reject(CodeNotFound, "set %q does not exist in federation %q", st.Set, s.genesis.Federation)
 	}
@@ -313,6 +341,40 @@ func (s *State) nextLocked(org, set string) uint64 {
 		return n
 	}
 	return 1
+}
+
+// Member returns a copy of a member org (nil if unknown or removed).
+func (s *State) Member(name string) *Org {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if o := s.reg.Org(name); o != nil {
+		c := o.Org
+		return &c
+	}
+	return nil
+}
+
+// Registry returns a copy of the current registry.
+func (s *State) Registry() *Registry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.reg.Clone()
+}
+
+// TrustVersion changes whenever membership or a CA certificate may have
+// changed; nodes rebuild their TLS trust when it does.
+func (s *State) TrustVersion() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.trust
+}
+
+// CheckAct runs the checks Apply makes on a governance command.
+func (s *State) CheckAct(env []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, _, err := s.reg.CheckAct(s.genesis.Federation, env, s.tree.Size())
+	return err
 }
 
 // NextSequence returns the sequence number org's next contribution to set must carry.
@@ -379,15 +441,14 @@ func (s *State) ConsistencyProof(oldSize, newSize int64) (tlog.TreeProof, error)
 func (s *State) CanRead(org, set string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st, ok := s.sets[set]
-	return ok && (st.Owner() == org || slices.Contains(st.Readers, org))
+	return s.reg.CanRead(org, set)
 }
 
 // HasSet reports whether set exists.
 func (s *State) HasSet(set string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, ok := s.sets[set]
+	_, ok := s.reg.Sets[set]
 	return ok
 }
 
@@ -406,7 +467,7 @@ func DecodeEntry(leaf []byte) (*hashfedv1.LedgerEntry, *Statement, error) {
 		}
 		return &e, st, nil
 	}
-	if e.GetGenesis() == nil {
+	if e.GetGenesis() == nil && e.GetGovernance() == nil {
 		return nil, nil, errors.New("ledger entry has no kind")
 	}
 	return &e, nil, nil
@@ -477,9 +538,19 @@ func (s *State) Restore(r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
 		}
-		_, st, err := DecodeEntry(leaf)
+		e, st, err := DecodeEntry(leaf)
 		if err != nil {
 			return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
+		}
+		if g := e.GetGovernance(); g != nil {
+			act, err := PeekAct(g.Envelope)
+			if err != nil {
+				return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
+			}
+			if _, err := s.appendActLocked(leaf, act); err != nil {
+				return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
+			}
+			continue
 		}
 		if st == nil {
 			payload = nil

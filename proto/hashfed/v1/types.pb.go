@@ -261,6 +261,7 @@ type LedgerEntry struct {
 	//
 	//	*LedgerEntry_Genesis
 	//	*LedgerEntry_Statement
+	//	*LedgerEntry_Governance
 	Kind          isLedgerEntry_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -328,6 +329,15 @@ func (x *LedgerEntry) GetStatement() *StatementEntry {
 	return nil
 }
 
+func (x *LedgerEntry) GetGovernance() *GovernanceEntry {
+	if x != nil {
+		if x, ok := x.Kind.(*LedgerEntry_Governance); ok {
+			return x.Governance
+		}
+	}
+	return nil
+}
+
 type isLedgerEntry_Kind interface {
 	isLedgerEntry_Kind()
 }
@@ -342,9 +352,66 @@ type LedgerEntry_Statement struct {
 	Statement *StatementEntry `protobuf:"bytes,3,opt,name=statement,proto3,oneof"`
 }
 
+type LedgerEntry_Governance struct {
+	// A governance act signed by a threshold of operator orgs.
+	Governance *GovernanceEntry `protobuf:"bytes,4,opt,name=governance,proto3,oneof"`
+}
+
 func (*LedgerEntry_Genesis) isLedgerEntry_Kind() {}
 
 func (*LedgerEntry_Statement) isLedgerEntry_Kind() {}
+
+func (*LedgerEntry_Governance) isLedgerEntry_Kind() {}
+
+// A GovernanceEntry records a governance act: admitting or removing an org,
+// rotating an org's signing key or CA certificate, creating a set, changing a
+// set's readers.
+type GovernanceEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The DSSE envelope (JSON) of the act, payload type
+	// "application/vnd.hashfed.governance.v1+json", with one signature for each
+	// operator org that approved it.
+	Envelope      []byte `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GovernanceEntry) Reset() {
+	*x = GovernanceEntry{}
+	mi := &file_hashfed_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GovernanceEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GovernanceEntry) ProtoMessage() {}
+
+func (x *GovernanceEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_hashfed_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GovernanceEntry.ProtoReflect.Descriptor instead.
+func (*GovernanceEntry) Descriptor() ([]byte, []int) {
+	return file_hashfed_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GovernanceEntry) GetEnvelope() []byte {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
 
 // A GenesisEntry records the genesis document every node started from.
 type GenesisEntry struct {
@@ -357,7 +424,7 @@ type GenesisEntry struct {
 
 func (x *GenesisEntry) Reset() {
 	*x = GenesisEntry{}
-	mi := &file_hashfed_v1_types_proto_msgTypes[4]
+	mi := &file_hashfed_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +436,7 @@ func (x *GenesisEntry) String() string {
 func (*GenesisEntry) ProtoMessage() {}
 
 func (x *GenesisEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_types_proto_msgTypes[4]
+	mi := &file_hashfed_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +449,7 @@ func (x *GenesisEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenesisEntry.ProtoReflect.Descriptor instead.
 func (*GenesisEntry) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_hashfed_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GenesisEntry) GetDocument() []byte {
@@ -403,7 +470,7 @@ type StatementEntry struct {
 
 func (x *StatementEntry) Reset() {
 	*x = StatementEntry{}
-	mi := &file_hashfed_v1_types_proto_msgTypes[5]
+	mi := &file_hashfed_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +482,7 @@ func (x *StatementEntry) String() string {
 func (*StatementEntry) ProtoMessage() {}
 
 func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_types_proto_msgTypes[5]
+	mi := &file_hashfed_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +495,7 @@ func (x *StatementEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
 func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_hashfed_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatementEntry) GetEnvelope() []byte {
@@ -450,6 +517,7 @@ type Command struct {
 	//	*Command_Genesis
 	//	*Command_Contribution
 	//	*Command_Checkpoint
+	//	*Command_Governance
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -457,7 +525,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_hashfed_v1_types_proto_msgTypes[6]
+	mi := &file_hashfed_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +537,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_types_proto_msgTypes[6]
+	mi := &file_hashfed_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +550,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_hashfed_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Command) GetTimeUnixNano() int64 {
@@ -526,6 +594,15 @@ func (x *Command) GetCheckpoint() []byte {
 	return nil
 }
 
+func (x *Command) GetGovernance() []byte {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Governance); ok {
+			return x.Governance
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -547,11 +624,18 @@ type Command_Checkpoint struct {
 	Checkpoint []byte `protobuf:"bytes,4,opt,name=checkpoint,proto3,oneof"`
 }
 
+type Command_Governance struct {
+	// Apply a governance act (a DSSE envelope, see GovernanceEntry).
+	Governance []byte `protobuf:"bytes,5,opt,name=governance,proto3,oneof"`
+}
+
 func (*Command_Genesis) isCommand_Op() {}
 
 func (*Command_Contribution) isCommand_Op() {}
 
 func (*Command_Checkpoint) isCommand_Op() {}
+
+func (*Command_Governance) isCommand_Op() {}
 
 var File_hashfed_v1_types_proto protoreflect.FileDescriptor
 
@@ -567,23 +651,31 @@ const file_hashfed_v1_types_proto_rawDesc = "" +
 	"\asignals\x18\x01 \x03(\v2\x12.hashfed.v1.SignalR\asignals\"D\n" +
 	"\fContribution\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"\xad\x01\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\"\xec\x01\n" +
 	"\vLedgerEntry\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x124\n" +
 	"\agenesis\x18\x02 \x01(\v2\x18.hashfed.v1.GenesisEntryH\x00R\agenesis\x12:\n" +
-	"\tstatement\x18\x03 \x01(\v2\x1a.hashfed.v1.StatementEntryH\x00R\tstatementB\x06\n" +
-	"\x04kind\"*\n" +
+	"\tstatement\x18\x03 \x01(\v2\x1a.hashfed.v1.StatementEntryH\x00R\tstatement\x12=\n" +
+	"\n" +
+	"governance\x18\x04 \x01(\v2\x1b.hashfed.v1.GovernanceEntryH\x00R\n" +
+	"governanceB\x06\n" +
+	"\x04kind\"-\n" +
+	"\x0fGovernanceEntry\x12\x1a\n" +
+	"\benvelope\x18\x01 \x01(\fR\benvelope\"*\n" +
 	"\fGenesisEntry\x12\x1a\n" +
 	"\bdocument\x18\x01 \x01(\fR\bdocument\",\n" +
 	"\x0eStatementEntry\x12\x1a\n" +
-	"\benvelope\x18\x01 \x01(\fR\benvelope\"\xb3\x01\n" +
+	"\benvelope\x18\x01 \x01(\fR\benvelope\"\xd5\x01\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1a\n" +
 	"\agenesis\x18\x02 \x01(\fH\x00R\agenesis\x12>\n" +
 	"\fcontribution\x18\x03 \x01(\v2\x18.hashfed.v1.ContributionH\x00R\fcontribution\x12 \n" +
 	"\n" +
 	"checkpoint\x18\x04 \x01(\fH\x00R\n" +
-	"checkpointB\x04\n" +
+	"checkpoint\x12 \n" +
+	"\n" +
+	"governance\x18\x05 \x01(\fH\x00R\n" +
+	"governanceB\x04\n" +
 	"\x02op*\x9b\x01\n" +
 	"\n" +
 	"SignalType\x12\x1b\n" +
@@ -607,28 +699,30 @@ func file_hashfed_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_hashfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hashfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_hashfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_hashfed_v1_types_proto_goTypes = []any{
-	(SignalType)(0),        // 0: hashfed.v1.SignalType
-	(*Signal)(nil),         // 1: hashfed.v1.Signal
-	(*Payload)(nil),        // 2: hashfed.v1.Payload
-	(*Contribution)(nil),   // 3: hashfed.v1.Contribution
-	(*LedgerEntry)(nil),    // 4: hashfed.v1.LedgerEntry
-	(*GenesisEntry)(nil),   // 5: hashfed.v1.GenesisEntry
-	(*StatementEntry)(nil), // 6: hashfed.v1.StatementEntry
-	(*Command)(nil),        // 7: hashfed.v1.Command
+	(SignalType)(0),         // 0: hashfed.v1.SignalType
+	(*Signal)(nil),          // 1: hashfed.v1.Signal
+	(*Payload)(nil),         // 2: hashfed.v1.Payload
+	(*Contribution)(nil),    // 3: hashfed.v1.Contribution
+	(*LedgerEntry)(nil),     // 4: hashfed.v1.LedgerEntry
+	(*GovernanceEntry)(nil), // 5: hashfed.v1.GovernanceEntry
+	(*GenesisEntry)(nil),    // 6: hashfed.v1.GenesisEntry
+	(*StatementEntry)(nil),  // 7: hashfed.v1.StatementEntry
+	(*Command)(nil),         // 8: hashfed.v1.Command
 }
 var file_hashfed_v1_types_proto_depIdxs = []int32{
 	0, // 0: hashfed.v1.Signal.type:type_name -> hashfed.v1.SignalType
 	1, // 1: hashfed.v1.Payload.signals:type_name -> hashfed.v1.Signal
-	5, // 2: hashfed.v1.LedgerEntry.genesis:type_name -> hashfed.v1.GenesisEntry
-	6, // 3: hashfed.v1.LedgerEntry.statement:type_name -> hashfed.v1.StatementEntry
-	3, // 4: hashfed.v1.Command.contribution:type_name -> hashfed.v1.Contribution
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 2: hashfed.v1.LedgerEntry.genesis:type_name -> hashfed.v1.GenesisEntry
+	7, // 3: hashfed.v1.LedgerEntry.statement:type_name -> hashfed.v1.StatementEntry
+	5, // 4: hashfed.v1.LedgerEntry.governance:type_name -> hashfed.v1.GovernanceEntry
+	3, // 5: hashfed.v1.Command.contribution:type_name -> hashfed.v1.Contribution
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_hashfed_v1_types_proto_init() }
@@ -639,11 +733,13 @@ func file_hashfed_v1_types_proto_init() {
 	file_hashfed_v1_types_proto_msgTypes[3].OneofWrappers = []any{
 		(*LedgerEntry_Genesis)(nil),
 		(*LedgerEntry_Statement)(nil),
+		(*LedgerEntry_Governance)(nil),
 	}
-	file_hashfed_v1_types_proto_msgTypes[6].OneofWrappers = []any{
+	file_hashfed_v1_types_proto_msgTypes[7].OneofWrappers = []any{
 		(*Command_Genesis)(nil),
 		(*Command_Contribution)(nil),
 		(*Command_Checkpoint)(nil),
+		(*Command_Governance)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -651,7 +747,7 @@ func file_hashfed_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hashfed_v1_types_proto_rawDesc), len(file_hashfed_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
