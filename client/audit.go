@@ -143,6 +143,7 @@ func AuditNodes(ctx context.Context, clients []*Client, opts AuditOptions) (*Aud
 
 	var saved *seenCheckpoint
 	next := map[seqKey]uint64{}
+	reg := federation.NewRegistry(g)
 	if !rep.Full {
 		sc, err := opts.State.check(g, doc)
 		if err != nil {
@@ -151,6 +152,9 @@ func AuditNodes(ctx context.Context, clients []*Client, opts AuditOptions) (*Aud
 		saved = &seenCheckpoint{cp: sc.Checkpoint, ev: Evidence{Node: SavedState, Checkpoint: sc.Note}}
 		rep.From = sc.Size
 		next = opts.State.sequences()
+		if opts.State.Registry != nil {
+			reg = opts.State.Registry.Clone()
+		}
 	}
 
 	// Every node's checkpoint; the first largest accepted one is audited.
@@ -206,7 +210,7 @@ func AuditNodes(ctx context.Context, clients []*Client, opts AuditOptions) (*Aud
 		}
 	}
 
-	if err := lc.auditEntries(ctx, top.cp, rep.From, next, rep); err != nil {
+	if err := lc.auditEntries(ctx, top.cp, rep.From, reg, next, rep); err != nil {
 		return rep, err
 	}
 	if nodeErr != nil {
@@ -221,6 +225,7 @@ func AuditNodes(ctx context.Context, clients []*Client, opts AuditOptions) (*Aud
 		Root:          top.cp.Hash.String(),
 		Checkpoint:    string(top.ev.Checkpoint),
 		Next:          sortedSequences(next),
+		Registry:      reg,
 		VerifiedAt:    time.Now().UTC().Format(time.RFC3339),
 	}
 	return rep, nil
@@ -249,11 +254,7 @@ func (c *Client) Target() string { return c.conn.Target() }
 // auditEntries verifies entries [from, cp.Size) of the tree cp as served by
 // c's node, continuing the sequences in next (which it updates) and counting
 // in rep. With from 0 it also recomputes cp's root from all entries.
-func (c *Client) auditEntries(ctx context.Context, cp ledger.Checkpoint, from int64, next map[seqKey]uint64, rep *AuditReport) error {
-	reg, err := genesisRegistry(c.genesis)
-	if err != nil {
-		return err
-	}
+func (c *Client) auditEntries(ctx context.Context, cp ledger.Checkpoint, from int64, reg *federation.Registry, next map[seqKey]uint64, rep *AuditReport) error {
 	node := c.Target()
 	fail := func(index int64, err error) error { return &AuditError{Node: node, Index: index, Err: err} }
 	var leaves [][]byte // every leaf, kept in a full audit to recompute the root
@@ -310,7 +311,7 @@ const maxEntriesPerCall = 1000
 // auditEntry verifies one entry against the registry and the sequences in
 // next, which it advances. It returns the entry's statement, or nil for the
 // genesis entry.
-func (c *Client) auditEntry(reg *registry, idx int64, leaf []byte, next map[seqKey]uint64) (*federation.Statement, error) {
+func (c *Client) auditEntry(reg *federation.Registry, idx int64, leaf []byte, next map[seqKey]uint64) (*federation.Statement, error) {
 	e, _, err := federation.DecodeEntry(leaf)
 	if err != nil {
 		return nil, err
@@ -327,14 +328,26 @@ func (c *Client) auditEntry(reg *registry, idx int64, leaf []byte, next map[seqK
 	if idx == 0 {
 		return nil, errors.New("entry 0 is not the genesis entry")
 	}
-	// Governance entries, once they exist, are applied to reg here, in
-	// ledger order, before the entries after them are checked.
+	// Governance acts change the registry in ledger order: each must carry
+	// the approvals of operator orgs whose keys were valid at its index.
+	if gov := e.GetGovernance(); gov != nil {
+		act, _, err := reg.CheckAct(c.genesis.Federation, gov.GetEnvelope(), idx)
+		if err != nil {
+			return nil, fmt.Errorf("governance act: %w", err)
+		}
+		if err := reg.ApplyAct(act, idx); err != nil {
+			return nil, fmt.Errorf("governance act: %w", err)
+		}
+		return nil, nil
+	}
 	env := e.GetStatement().GetEnvelope()
 	claimed, err := federation.PeekStatement(env)
 	if err != nil {
 		return nil, err
 	}
-	key, err := reg.statementKey(claimed.Org, idx)
+	// The key valid at this index: not a later one after a rotation, and
+	// none once the org was removed.
+	key, err := reg.KeyAt(claimed.Org, idx)
 	if err != nil {
 		return nil, err
 	}
@@ -345,8 +358,12 @@ func (c *Client) auditEntry(reg *registry, idx int64, leaf []byte, next map[seqK
 	if st.Federation != c.genesis.Federation {
 		return nil, fmt.Errorf("statement is for federation %q", st.Federation)
 	}
-	if err := reg.mayPublish(st.Org, st.Set, idx); err != nil {
-		return nil, err
+	set := reg.Sets[st.Set]
+	if set == nil {
+		return nil, fmt.Errorf("statement names set %q, which does not exist", st.Set)
+	}
+	if o := reg.Orgs[st.Org]; set.Owner() != st.Org || o == nil || !o.HasRole(federation.RolePublisher) {
+		return nil, fmt.Errorf("org %q published into set %q, which it may not", st.Org, st.Set)
 	}
 	k := seqKey{st.Org, st.Set}
 	want := max(next[k], 1)

@@ -60,6 +60,10 @@ type AuditState struct {
 	// verified tree, the sequence number its next statement must carry;
 	// sorted by org, then set. A pair not listed expects sequence 1.
 	Next []SetSequence `json:"next"`
+	// Registry is the federation's orgs, keys and sets as of Size, replayed
+	// from the genesis and every governance act verified so far, so an
+	// incremental audit checks later entries against the keys valid then.
+	Registry *federation.Registry `json:"registry,omitempty"`
 	// VerifiedAt is when the audit finished, RFC 3339 in UTC; informative.
 	VerifiedAt string `json:"verified_at"`
 }

@@ -47,6 +47,7 @@ type Client struct {
 	Subscriber hashfedv1.SubscribeServiceClient
 	Ledger     hashfedv1.LedgerServiceClient
 	Cluster    hashfedv1.ClusterServiceClient
+	Governance hashfedv1.GovernanceServiceClient
 }
 
 // maxMessageSize matches the node's limit.
@@ -95,6 +96,7 @@ func Dial(cfg Config) (*Client, error) {
 		Subscriber: hashfedv1.NewSubscribeServiceClient(conn),
 		Ledger:     hashfedv1.NewLedgerServiceClient(conn),
 		Cluster:    hashfedv1.NewClusterServiceClient(conn),
+		Governance: hashfedv1.NewGovernanceServiceClient(conn),
 	}, nil
 }
 

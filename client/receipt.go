@@ -17,7 +17,11 @@ func (c *Client) Receipt(ctx context.Context, index int64) ([]byte, *ReceiptInfo
 	if err != nil {
 		return nil, nil, Explain(err)
 	}
-	info, err := VerifyReceipt(c.genesis, r.GetReceipt(), 0)
+	reg, err := c.Registry(ctx, index)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := VerifyReceipt(c.genesis, reg, r.GetReceipt(), 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the node's receipt for entry %d does not verify: %w", index, err)
 	}
@@ -39,9 +43,14 @@ type ReceiptInfo struct {
 // VerifyReceipt checks a receipt with no network: the checkpoint is cosigned
 // by at least minOrgs voting orgs (0: a majority) under the genesis node
 // keys, the entry carried in the receipt is included in that checkpoint's
-// tree at the stated index, and a statement entry verifies under its org's
-// key from the genesis.
-func VerifyReceipt(g *federation.Genesis, receipt []byte, minOrgs int) (*ReceiptInfo, error) {
+// tree at the stated index, and a statement entry verifies under the key its
+// org held at that index according to reg (nil: the genesis keys, enough
+// until a key is rotated; an audit state's or 'hashfed gov show' registry
+// otherwise).
+func VerifyReceipt(g *federation.Genesis, reg *federation.Registry, receipt []byte, minOrgs int) (*ReceiptInfo, error) {
+	if reg == nil {
+		reg = federation.NewRegistry(g)
+	}
 	p, err := ledger.ParseProof(receipt)
 	if err != nil {
 		return nil, err
@@ -70,13 +79,9 @@ func VerifyReceipt(g *federation.Genesis, receipt []byte, minOrgs int) (*Receipt
 	if claimed == nil {
 		return info, nil
 	}
-	org := g.Org(claimed.Org)
-	if org == nil {
-		return nil, fmt.Errorf("entry %d: statement names org %q, which is not in the genesis", p.Index, claimed.Org)
-	}
-	key, err := federation.ParsePublicKey([]byte(org.SigningKey))
+	key, err := reg.KeyAt(claimed.Org, p.Index)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("entry %d: %w", p.Index, err)
 	}
 	if info.Statement, err = federation.OpenStatement(e.GetStatement().GetEnvelope(), key); err != nil {
 		return nil, fmt.Errorf("entry %d: %w", p.Index, err)

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -17,6 +18,8 @@ type Update struct {
 	Entry *hashfedv1.LedgerEntry
 	// Statement is set for statement entries, verified against its org's key.
 	Statement *federation.Statement
+	// Act is set for governance entries, verified and applied.
+	Act *federation.Act
 	// Signals are the statement's values, checked against its digest; nil when
 	// the node sent no payload (a set the caller does not read or did not ask for).
 	Signals []*hashfedv1.Signal
@@ -39,6 +42,10 @@ func (c *Client) CatchUp(ctx context.Context, cursor int64, sets []string, fn fu
 func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest, fn func(*Update) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	reg, err := c.Registry(ctx, req.GetCursor())
+	if err != nil {
+		return err
+	}
 	stream, err := c.Subscriber.Subscribe(ctx, req)
 	if err != nil {
 		return Explain(err)
@@ -58,7 +65,7 @@ func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest,
 		if msg.GetIndex() != next {
 			return fmt.Errorf("node sent entry %d where entry %d was due: refusing a gap or repeat", msg.GetIndex(), next)
 		}
-		u, err := c.VerifyEntry(msg.GetIndex(), msg.GetEntry(), msg.GetPayload())
+		u, err := c.VerifyEntry(reg, msg.GetIndex(), msg.GetEntry(), msg.GetPayload())
 		if err != nil {
 			return err
 		}
@@ -72,10 +79,13 @@ func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest,
 	}
 }
 
-// VerifyEntry decodes one ledger entry and checks it against the genesis: the
-// genesis entry must hold exactly the caller's genesis document; a statement
-// must verify under its org's key, and its payload (if any) must match it.
-func (c *Client) VerifyEntry(index int64, leaf, payload []byte) (*Update, error) {
+// VerifyEntry decodes one ledger entry and checks it against reg, the
+// registry as of the entry (see [Client.Registry]): the genesis entry must
+// hold exactly the caller's genesis document; a governance act must carry
+// the approvals of a threshold of operator orgs, and is applied to reg; a
+// statement must verify under the key its org held at that index, and its
+// payload (if any) must match it.
+func (c *Client) VerifyEntry(reg *federation.Registry, index int64, leaf, payload []byte) (*Update, error) {
 	e, _, err := federation.DecodeEntry(leaf)
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", index, err)
@@ -93,7 +103,18 @@ func (c *Client) VerifyEntry(index int64, leaf, payload []byte) (*Update, error)
 	if index == 0 {
 		return nil, fmt.Errorf("entry 0 is not the genesis entry")
 	}
-	st, err := c.openStatement(index, e.GetStatement().GetEnvelope())
+	if gov := e.GetGovernance(); gov != nil {
+		act, _, err := reg.CheckAct(c.genesis.Federation, gov.GetEnvelope(), index)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: governance act: %w", index, err)
+		}
+		if err := reg.ApplyAct(act, index); err != nil {
+			return nil, fmt.Errorf("entry %d: governance act: %w", index, err)
+		}
+		u.Act = act
+		return u, nil
+	}
+	st, err := openStatement(reg, index, e.GetStatement().GetEnvelope())
 	if err != nil {
 		return nil, err
 	}
@@ -108,22 +129,38 @@ func (c *Client) VerifyEntry(index int64, leaf, payload []byte) (*Update, error)
 	return u, nil
 }
 
-func (c *Client) openStatement(index int64, env []byte) (*federation.Statement, error) {
+// openStatement verifies a statement under the key its org held at index.
+func openStatement(reg *federation.Registry, index int64, env []byte) (*federation.Statement, error) {
 	claimed, err := federation.PeekStatement(env)
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", index, err)
 	}
-	org := c.genesis.Org(claimed.Org)
-	if org == nil {
-		return nil, fmt.Errorf("entry %d: statement names org %q, which is not in the genesis", index, claimed.Org)
-	}
-	key, err := federation.ParsePublicKey([]byte(org.SigningKey))
+	key, err := reg.KeyAt(claimed.Org, index)
 	if err != nil {
-		return nil, fmt.Errorf("org %q signing key: %w", org.Name, err)
+		return nil, fmt.Errorf("entry %d: %w", index, err)
 	}
 	st, err := federation.OpenStatement(env, key)
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: statement of org %q: %w", index, claimed.Org, err)
 	}
 	return st, nil
+}
+
+// Registry returns the registry to verify entries from cursor on: for
+// cursor 0, the genesis's, so the whole history is verified from the
+// genesis up; otherwise the node's current one (which keeps every key's
+// history), taken on trust: an audit verifies it.
+func (c *Client) Registry(ctx context.Context, cursor int64) (*federation.Registry, error) {
+	if cursor == 0 {
+		return federation.NewRegistry(c.genesis), nil
+	}
+	r, err := c.Governance.GetRegistry(ctx, &hashfedv1.GetRegistryRequest{})
+	if err != nil {
+		return nil, Explain(err)
+	}
+	var reg federation.Registry
+	if err := json.Unmarshal(r.GetRegistry(), &reg); err != nil {
+		return nil, fmt.Errorf("decoding the node's registry: %w", err)
+	}
+	return &reg, nil
 }

@@ -56,6 +56,8 @@ var policies = map[string]policy{
 	// Any node may ask; a node signs only what its own ledger holds.
 	hashfedv1.ClusterService_Cosign_FullMethodName:                         {kinds: []certs.Kind{certs.KindNode}},
 	hashfedv1.LedgerService_GetReceipt_FullMethodName:                      anyMember,
+	hashfedv1.GovernanceService_Submit_FullMethodName:                      {roles: []federation.Role{federation.RoleOperator}},
+	hashfedv1.GovernanceService_GetRegistry_FullMethodName:                 anyMember,
 	healthpb.Health_Check_FullMethodName:                                   anyMember,
 	healthpb.Health_Watch_FullMethodName:                                   anyMember,
 	healthpb.Health_List_FullMethodName:                                    anyMember,
@@ -78,9 +80,9 @@ func (n *Node) authorize(ctx context.Context, method string) (context.Context, e
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
-	org := n.state.Genesis().Org(id.Org)
+	org := n.state.Member(id.Org)
 	if org == nil {
-		return nil, status.Errorf(codes.PermissionDenied, "org %q is not a member of this federation", id.Org)
+		return nil, status.Errorf(codes.PermissionDenied, "org %q is not a member of this federation (never admitted, or removed)", id.Org)
 	}
 	pol, ok := policies[method]
 	if !ok {

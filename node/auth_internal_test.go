@@ -16,6 +16,7 @@ func TestEveryMethodHasAPolicy(t *testing.T) {
 		hashfedv1.SubscribeService_ServiceDesc,
 		hashfedv1.LedgerService_ServiceDesc,
 		hashfedv1.ClusterService_ServiceDesc,
+		hashfedv1.GovernanceService_ServiceDesc,
 	} {
 		var names []string
 		for _, m := range sd.Methods {

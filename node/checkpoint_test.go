@@ -95,10 +95,10 @@ func TestCheckpointsWithOneOrgDown(t *testing.T) {
 		t.Errorf("receipt checkpoint of size %d cosigned by %v, want ngo and techco covering %d", info.Checkpoint.Size, info.SignedBy, res.TreeSize)
 	}
 	g := f.Nodes["ngo-1"].State().Genesis()
-	if _, err := client.VerifyReceipt(g, receipt, 3); err == nil || !strings.Contains(err.Error(), "cosigned by 2 voting org(s)") {
+	if _, err := client.VerifyReceipt(g, nil, receipt, 3); err == nil || !strings.Contains(err.Error(), "cosigned by 2 voting org(s)") {
 		t.Errorf("a receipt cosigned by two orgs passed a policy requiring three (err %v)", err)
 	}
-	if _, err := client.VerifyReceipt(g, receipt, 0); err != nil {
+	if _, err := client.VerifyReceipt(g, nil, receipt, 0); err != nil {
 		t.Errorf("the receipt fails the default policy: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +40,7 @@ type Node struct {
 	grpc   *grpc.Server
 	health *health.Server
 	apiLn  net.Listener
+	trust  *certs.DynamicBundle // per-org roots of the current members
 	// peerCreds authenticate this node to other nodes' APIs (cosigning).
 	peerCreds credentials.TransportCredentials
 	cosigners cosigners
@@ -106,7 +106,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 
-	trust, err := trustBundle(g)
+	trust, err := trustBundle(state)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +144,7 @@ func Start(cfg Config) (*Node, error) {
 
 	n := &Node{cfg: cfg, log: log, id: id, state: state, signer: signer, apiLn: apiLn, stop: make(chan struct{})}
 	n.peerCreds = credentials.NewTLS(clientTLS)
+	n.trust = trust
 	n.cosigners.n = n
 
 	var boot []consensus.Peer
@@ -192,6 +193,7 @@ func Start(cfg Config) (*Node, error) {
 	hashfedv1.RegisterSubscribeServiceServer(n.grpc, &subscribeService{n: n})
 	hashfedv1.RegisterLedgerServiceServer(n.grpc, &ledgerService{n: n})
 	hashfedv1.RegisterClusterServiceServer(n.grpc, &clusterService{n: n})
+	hashfedv1.RegisterGovernanceServiceServer(n.grpc, &governanceService{n: n})
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
@@ -205,8 +207,9 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 	go func() { defer n.wg.Done(); n.recordGenesis() }()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.checkpointLoop(cfg.CheckpointInterval) }()
+	go func() { defer n.wg.Done(); n.trustLoop() }()
 	if err := n.startTileServer(cert, trust); err != nil {
 		n.Close()
 		return nil, err
@@ -233,17 +236,39 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// trustBundle builds the per-org CA roots from the genesis.
-func trustBundle(g *federation.Genesis) (*certs.DynamicBundle, error) {
-	cas := map[string]*x509.Certificate{}
-	for _, o := range g.Orgs {
-		c, err := o.CACertificate()
-		if err != nil {
-			return nil, fmt.Errorf("org %q: %w", o.Name, err)
-		}
-		cas[o.Name] = c
+// trustBundle builds the per-org CA roots of the current members.
+func trustBundle(state *federation.State) (*certs.DynamicBundle, error) {
+	cas, err := state.Registry().CAs()
+	if err != nil {
+		return nil, err
 	}
 	return certs.NewDynamicBundle(certs.NewBundle(cas)), nil
+}
+
+// trustLoop rebuilds the TLS trust whenever governance changes membership or
+// a CA certificate. Every new handshake, Raft's and the API's alike, checks
+// against the bundle of that moment, so a removed org's new connections are
+// refused as soon as the act is applied here.
+func (n *Node) trustLoop() {
+	seen := n.state.TrustVersion()
+	for {
+		changed := n.state.Changed()
+		if v := n.state.TrustVersion(); v != seen {
+			cas, err := n.state.Registry().CAs()
+			if err != nil {
+				n.log.Error("rebuilding TLS trust", "err", err)
+			} else {
+				n.trust.Store(certs.NewBundle(cas))
+				n.log.Info("TLS trust rebuilt from the ledger", "orgs", len(cas))
+			}
+			seen = v
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-changed:
+		}
+	}
 }
 
 // APIAddr returns the address the gRPC API listens on.
@@ -284,6 +309,11 @@ func (n *Node) prepare(req []byte) (cmd, rejectRes []byte) {
 	var c hashfedv1.Command
 	if err := proto.Unmarshal(req, &c); err != nil {
 		return nil, federation.EncodeResult(&federation.Result{Code: federation.CodeInvalid, Msg: "request does not decode"})
+	}
+	if env := c.GetGovernance(); env != nil {
+		if err := n.state.CheckAct(env); err != nil {
+			return nil, federation.EncodeResult(&federation.Result{Code: federation.CodeOf(err), Msg: err.Error()})
+		}
 	}
 	if cp := c.GetCheckpoint(); cp != nil {
 		if err := n.state.CheckCheckpoint(cp); err != nil {

@@ -120,6 +120,9 @@ func (s *subscribeService) Subscribe(req *hashfedv1.SubscribeRequest, stream grp
 	for {
 		changed := state.Changed()
 		size := state.Size()
+		if state.Member(caller.Identity.Org) == nil {
+			return status.Errorf(codes.PermissionDenied, "org %q is no longer a member of the federation", caller.Identity.Org)
+		}
 		for cursor < size {
 			end := min(size, cursor+subscribeBatch)
 			leaves, err := state.Entries(cursor, end)
@@ -288,9 +291,7 @@ func (s *clusterService) Status(ctx context.Context, _ *hashfedv1.StatusRequest)
 
 // joinLoop asks the configured nodes to add this node until one does.
 func (n *Node) joinLoop(advertise string, cert tls.Certificate) {
-	g := n.state.Genesis()
-	trust, _ := trustBundle(g)
-	creds := credentials.NewTLS(certs.ClientConfig(cert, trust))
+	creds := credentials.NewTLS(certs.ClientConfig(cert, n.trust))
 	for attempt := 0; ; attempt++ {
 		for _, addr := range n.cfg.Join {
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))

@@ -141,7 +141,7 @@ func (n *Node) serveTiles(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("client certificate: %v", err), http.StatusForbidden)
 		return
 	}
-	if n.state.Genesis().Org(id.Org) == nil {
+	if n.state.Member(id.Org) == nil {
 		n.log.Warn("refused tile request", "path", r.URL.Path, "caller", id.String(), "err", "org is not a member")
 		http.Error(w, fmt.Sprintf("org %q is not a member of this federation", id.Org), http.StatusForbidden)
 		return

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ func runVerifyReceipt(args []string) error {
 	fs := newFlags("verify-receipt", "verify-receipt [--genesis FILE] [--min-orgs N] RECEIPT...")
 	genesis := fs.String("genesis", envOr("HASHFED_GENESIS", "genesis.json"), "federation genesis file (env HASHFED_GENESIS)")
 	minOrgs := fs.Int("min-orgs", 0, "voting orgs that must have cosigned the checkpoint (default: a majority)")
+	regPath := fs.String("registry", "", "registry JSON (hashfed gov show) for statements signed after a key rotation; default: the genesis keys")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -27,13 +29,24 @@ func runVerifyReceipt(args []string) error {
 	if err != nil {
 		return err
 	}
+	var reg *federation.Registry
+	if *regPath != "" {
+		b, err := os.ReadFile(*regPath)
+		if err != nil {
+			return err
+		}
+		reg = new(federation.Registry)
+		if err := json.Unmarshal(b, reg); err != nil {
+			return fmt.Errorf("%s: %w", *regPath, err)
+		}
+	}
 	failed := 0
 	for _, path := range fs.Args() {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		info, err := client.VerifyReceipt(g, b, *minOrgs)
+		info, err := client.VerifyReceipt(g, reg, b, *minOrgs)
 		if err != nil {
 			fmt.Printf("FAIL %s: %v\n", path, err)
 			failed++
