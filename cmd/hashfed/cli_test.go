@@ -255,6 +255,26 @@ func TestOperatorWorkflow(t *testing.T) {
 	if rep.OK || !strings.Contains(rep.Error, "only 3 voting orgs") {
 		t.Fatalf("audit with an impossible policy: %+v", rep)
 	}
+	// Governance from the command line: ngo proposes a new set, ngo and
+	// techco (two of the three operator orgs) sign, and it is in use at once.
+	run(t, dir, env(orgs[0]), "gov", "propose", "--kind", "create-set", "--set", "ngo/urgent:types=md5:readers=techco", "--out", "act1.json")
+	if out, err := runErr(dir, env(orgs[0]), "gov", "submit", "act1.json"); err == nil || !strings.Contains(out, "signed by 0 operator org(s)") {
+		t.Fatalf("submitting an unsigned act: err %v\n%s", err, out)
+	}
+	run(t, dir, nil, "gov", "sign", "--org", "ngo", "--signing-key", "ngo/signing.key", "act1.json")
+	run(t, dir, nil, "gov", "sign", "--org", "techco", "--signing-key", "techco/signing.key", "act1.json")
+	if out := run(t, dir, env(orgs[1]), "gov", "submit", "act1.json"); !strings.Contains(out, "act committed as ledger entry") {
+		t.Fatalf("gov submit said:\n%s", out)
+	}
+	if out := run(t, dir, env(orgs[2]), "gov", "show"); !strings.Contains(out, `"ngo/urgent"`) || !strings.Contains(out, `"next_act": 2`) {
+		t.Fatalf("gov show said:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(dir, "urgent.csv"), []byte("type,value\nmd5,d41d8cd98f00b204e9800998ecf8427e\n"), 0o644)
+	run(t, dir, env(orgs[0]), "publish", "--set", "ngo/urgent", "--signing-key", "ngo/signing.key", "--file", "urgent.csv")
+	if out := run(t, dir, env(orgs[2]), "audit"); !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("audit after governance said:\n%s", out)
+	}
+
 	// The auditor's org may not read values.
 	if out, err := runErr(dir, env(orgs[2]), "subscribe", "--set", "ngo/csam"); err == nil || !strings.Contains(out, "PermissionDenied") {
 		t.Fatalf("auditor reading values: err %v, output:\n%s", err, out)

@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"subscribe":      {"stream verified ledger entries and signals from a cursor", runSubscribe},
 	"audit":          {"verify the ledger: checkpoint signature, every entry's inclusion, every statement's signature", runAudit},
 	"status":         {"show a node's view of the cluster", runStatus},
+	"gov":            {"governance acts: propose, sign (k of n operator orgs), submit, show the registry", runGov},
 	"verify-receipt": {"verify a contribution's inclusion receipt offline, against the genesis", runVerifyReceipt},
 	"demo":           {"start a three-org federation on loopback and walk one update through it", runDemo},
 }
