@@ -154,8 +154,11 @@ func Explain(err error) error {
 		return fmt.Errorf("%w\nhint: the node's address cannot be reached; check --node (or HASHFED_NODE)", err)
 	case strings.Contains(msg, "rejected server certificate"):
 		return fmt.Errorf("%w\nhint: the node's certificate does not chain to the CA of an org in your genesis file; check --genesis and --node", err)
+	case strings.Contains(msg, "tls:"), strings.Contains(msg, "certificate"), strings.Contains(msg, "broken pipe"),
+		strings.Contains(msg, "connection reset"), strings.Contains(msg, "EOF"):
+		return fmt.Errorf("%w\nhint: the node closed the connection during the TLS handshake, which is how it refuses a client certificate: check that --cert was issued by your org's CA (hashfed certs create-client) and that your org is a member", err)
 	default:
-		return fmt.Errorf("%w\nhint: the node closed the connection during the TLS handshake, which is how it refuses a client certificate: check that --cert was issued by your org's CA (hashfed certs create-client) and that your org is in the genesis", err)
+		return err
 	}
 }
 

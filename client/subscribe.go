@@ -3,9 +3,9 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/hashfed/hashfed/federation"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
@@ -42,9 +42,23 @@ func (c *Client) CatchUp(ctx context.Context, cursor int64, sets []string, fn fu
 func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest, fn func(*Update) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	reg, err := c.Registry(ctx, req.GetCursor())
+	reg, seqs, err := c.replay(ctx, req.GetCursor())
 	if err != nil {
 		return err
+	}
+	// A catch-up must reach at least the latest checkpoint a majority of
+	// voting orgs cosigned, or the node ended the stream early.
+	var mustReach int64
+	if req.GetStopAtEnd() {
+		r, err := c.Ledger.GetCheckpoint(ctx, &hashfedv1.GetCheckpointRequest{})
+		if err != nil {
+			return Explain(err)
+		}
+		sc, err := CheckpointPolicy{}.accept(c.genesis, r.GetSignedCheckpoint())
+		if err != nil {
+			return fmt.Errorf("the node's checkpoint: %w", err)
+		}
+		mustReach = sc.Size
 	}
 	stream, err := c.Subscriber.Subscribe(ctx, req)
 	if err != nil {
@@ -54,6 +68,9 @@ func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest,
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF && req.GetStopAtEnd() {
+			if next < mustReach {
+				return fmt.Errorf("node ended the catch-up at entry %d, before the %d entries of its cosigned checkpoint", next, mustReach)
+			}
 			return nil
 		}
 		if err != nil {
@@ -69,6 +86,17 @@ func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest,
 		if err != nil {
 			return err
 		}
+		if st := u.Statement; st != nil {
+			// Contributions are numbered per (org, set): a dropped, replayed
+			// or renumbered one breaks the sequence.
+			if err := seqs.advance(st); err != nil {
+				return fmt.Errorf("entry %d: %w", u.Index, err)
+			}
+			wanted := len(req.GetSets()) == 0 || slices.Contains(req.GetSets(), st.Set)
+			if wanted && u.Signals == nil && reg.CanRead(c.identity.Org, st.Set) {
+				return fmt.Errorf("entry %d: the node withheld the payload of %s's contribution %d to %s, which your org reads", u.Index, st.Org, st.Sequence, st.Set)
+			}
+		}
 		if err := fn(u); err != nil {
 			if err == io.EOF {
 				return nil
@@ -77,6 +105,51 @@ func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest,
 		}
 		next++
 	}
+}
+
+// sequences tracks the next contribution number per (org, set).
+type sequences map[seqKey]uint64
+
+func (s sequences) advance(st *federation.Statement) error {
+	k := seqKey{st.Org, st.Set}
+	want := max(s[k], 1)
+	if st.Sequence != want {
+		return fmt.Errorf("contribution %d of org %q to %s arrived where %d was due: a contribution was dropped, replayed or reordered", st.Sequence, st.Org, st.Set, want)
+	}
+	s[k] = want + 1
+	return nil
+}
+
+// replay verifies entries [0, cursor) as served by the node, statements
+// only, and returns the registry and contribution numbers as of cursor.
+// Governance acts need real operator signatures, so a node can at worst
+// withhold one, which makes later statements fail to verify: it fails
+// closed, and cannot slip in a key of its own.
+func (c *Client) replay(ctx context.Context, cursor int64) (*federation.Registry, sequences, error) {
+	reg, seqs := federation.NewRegistry(c.genesis), sequences{}
+	for start := int64(0); start < cursor; {
+		end := min(cursor, start+maxEntriesPerCall)
+		r, err := c.Ledger.GetEntries(ctx, &hashfedv1.GetEntriesRequest{Start: start, End: end})
+		if err != nil {
+			return nil, nil, Explain(err)
+		}
+		if len(r.GetEntries()) == 0 {
+			return nil, nil, fmt.Errorf("node returned no entries for [%d, %d)", start, end)
+		}
+		for i, leaf := range r.GetEntries() {
+			u, err := c.VerifyEntry(reg, start+int64(i), leaf, nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			if u.Statement != nil {
+				if err := seqs.advance(u.Statement); err != nil {
+					return nil, nil, fmt.Errorf("entry %d: %w", u.Index, err)
+				}
+			}
+		}
+		start += int64(len(r.GetEntries()))
+	}
+	return reg, seqs, nil
 }
 
 // VerifyEntry decodes one ledger entry and checks it against reg, the
@@ -146,21 +219,9 @@ func openStatement(reg *federation.Registry, index int64, env []byte) (*federati
 	return st, nil
 }
 
-// Registry returns the registry to verify entries from cursor on: for
-// cursor 0, the genesis's, so the whole history is verified from the
-// genesis up; otherwise the node's current one (which keeps every key's
-// history), taken on trust: an audit verifies it.
-func (c *Client) Registry(ctx context.Context, cursor int64) (*federation.Registry, error) {
-	if cursor == 0 {
-		return federation.NewRegistry(c.genesis), nil
-	}
-	r, err := c.Governance.GetRegistry(ctx, &hashfedv1.GetRegistryRequest{})
-	if err != nil {
-		return nil, Explain(err)
-	}
-	var reg federation.Registry
-	if err := json.Unmarshal(r.GetRegistry(), &reg); err != nil {
-		return nil, fmt.Errorf("decoding the node's registry: %w", err)
-	}
-	return &reg, nil
+// Registry returns the registry as of entry index, replayed and verified
+// from the genesis through the node's entries (statements only).
+func (c *Client) Registry(ctx context.Context, index int64) (*federation.Registry, error) {
+	reg, _, err := c.replay(ctx, index)
+	return reg, err
 }

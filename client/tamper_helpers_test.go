@@ -31,12 +31,14 @@ import (
 
 // A lyingNode is a member's node that lies: a gRPC server presenting a real
 // node certificate (for ngo-1, issued by ngo's CA) over mutual TLS exactly
-// as a node does, which answers LedgerService and SubscribeService calls by
-// asking a real node and altering the answers as its lies say. It is the
-// threat model of an audit: a malicious or buggy member node.
+// as a node does, which answers LedgerService, SubscribeService and
+// GovernanceService.GetRegistry calls by asking a real node and altering
+// the answers as its lies say. It is the threat model of an audit: a
+// malicious or buggy member node.
 type lyingNode struct {
 	hashfedv1.UnimplementedLedgerServiceServer
 	hashfedv1.UnimplementedSubscribeServiceServer
+	hashfedv1.UnimplementedGovernanceServiceServer
 
 	// ledger reads the real node as the auditor org; reader subscribes to
 	// it as techco, a reader of ngo/csam, so that payloads come too.
@@ -60,6 +62,8 @@ type lies struct {
 	consistency func(oldSize, newSize int64, hashes [][]byte) [][]byte
 	// updates replaces one message of a Subscribe stream by zero or more.
 	updates func(msg *hashfedv1.SubscribeResponse) []*hashfedv1.SubscribeResponse
+	// registry replaces the registry JSON that GetRegistry returns.
+	registry func(reg []byte) []byte
 }
 
 // startLyingNode starts a lying node in front of the real node realID and
@@ -105,6 +109,7 @@ func startLyingNode(t *testing.T, f *localfed.Federation, realID string, l lies)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
 	hashfedv1.RegisterLedgerServiceServer(srv, n)
 	hashfedv1.RegisterSubscribeServiceServer(srv, n)
+	hashfedv1.RegisterGovernanceServiceServer(srv, n)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -179,6 +184,14 @@ func (n *lyingNode) GetConsistencyProof(ctx context.Context, req *hashfedv1.GetC
 	return &hashfedv1.GetConsistencyProofResponse{Hashes: n.lies.consistency(req.GetOldSize(), req.GetNewSize(), r.GetHashes())}, nil
 }
 
+func (n *lyingNode) GetRegistry(ctx context.Context, req *hashfedv1.GetRegistryRequest) (*hashfedv1.GetRegistryResponse, error) {
+	r, err := n.reader.Governance.GetRegistry(ctx, req)
+	if err != nil || n.lies.registry == nil {
+		return r, err
+	}
+	return &hashfedv1.GetRegistryResponse{Registry: n.lies.registry(r.GetRegistry()), NextAct: r.GetNextAct()}, nil
+}
+
 func (n *lyingNode) Subscribe(req *hashfedv1.SubscribeRequest, stream grpc.ServerStreamingServer[hashfedv1.SubscribeResponse]) error {
 	up, err := n.reader.Subscriber.Subscribe(stream.Context(), req)
 	if err != nil {
@@ -205,7 +218,7 @@ func (n *lyingNode) Subscribe(req *hashfedv1.SubscribeRequest, stream grpc.Serve
 }
 
 // flipInEnvelope returns a copy of a statement leaf with one byte of its
-// DSSE envelope (in the middle of the signed statement) changed.
+// DSSE envelope (a third of the way in, inside the signed statement) changed.
 func flipInEnvelope(t *testing.T, leaf []byte) []byte {
 	t.Helper()
 	_, st, err := federation.DecodeEntry(leaf)
