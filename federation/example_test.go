@@ -50,3 +50,27 @@ func ExampleCodeOf() {
 	// failed precondition
 	// code(0) code(42)
 }
+
+// ExampleProposeAct pins the governance act encoding: the JSON payload of an
+// unsigned DSSE envelope, which each approving operator org signs.
+func ExampleProposeAct() {
+	env, err := federation.ProposeAct(&federation.Act{
+		Federation: "example.hashfed",
+		Sequence:   7,
+		Kind:       federation.ActSetReaders,
+		Name:       "ngo/csam",
+		Readers:    []string{"techco"},
+		Reason:     "techco joined",
+	})
+	if err != nil {
+		panic(err)
+	}
+	a, err := federation.PeekAct(env)
+	if err != nil {
+		panic(err)
+	}
+	body, _ := json.Marshal(a)
+	fmt.Printf("%s\n", body)
+	// Output:
+	// {"federation":"example.hashfed","sequence":7,"kind":"set-readers","name":"ngo/csam","readers":["techco"],"reason":"techco joined"}
+}
