@@ -331,14 +331,8 @@ func (c *Client) auditEntry(reg *federation.Registry, idx int64, leaf []byte, ne
 	// Governance acts change the registry in ledger order: each must carry
 	// the approvals of operator orgs whose keys were valid at its index.
 	if gov := e.GetGovernance(); gov != nil {
-		act, _, err := reg.CheckAct(c.genesis.Federation, gov.GetEnvelope(), idx)
-		if err != nil {
-			return nil, fmt.Errorf("governance act: %w", err)
-		}
-		if err := reg.ApplyAct(act, idx); err != nil {
-			return nil, fmt.Errorf("governance act: %w", err)
-		}
-		return nil, nil
+		_, err := c.applyAct(reg, gov.GetEnvelope(), idx)
+		return nil, err
 	}
 	env := e.GetStatement().GetEnvelope()
 	claimed, err := federation.PeekStatement(env)

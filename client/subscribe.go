@@ -177,14 +177,9 @@ func (c *Client) VerifyEntry(reg *federation.Registry, index int64, leaf, payloa
 		return nil, fmt.Errorf("entry 0 is not the genesis entry")
 	}
 	if gov := e.GetGovernance(); gov != nil {
-		act, _, err := reg.CheckAct(c.genesis.Federation, gov.GetEnvelope(), index)
-		if err != nil {
-			return nil, fmt.Errorf("entry %d: governance act: %w", index, err)
+		if u.Act, err = c.applyAct(reg, gov.GetEnvelope(), index); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", index, err)
 		}
-		if err := reg.ApplyAct(act, index); err != nil {
-			return nil, fmt.Errorf("entry %d: governance act: %w", index, err)
-		}
-		u.Act = act
 		return u, nil
 	}
 	st, err := openStatement(reg, index, e.GetStatement().GetEnvelope())
@@ -200,6 +195,19 @@ func (c *Client) VerifyEntry(reg *federation.Registry, index int64, leaf, payloa
 		u.Signals = sigs
 	}
 	return u, nil
+}
+
+// applyAct verifies a governance act against reg, the registry just before
+// index, and applies it.
+func (c *Client) applyAct(reg *federation.Registry, env []byte, index int64) (*federation.Act, error) {
+	act, _, err := reg.CheckAct(c.genesis.Federation, env, index)
+	if err != nil {
+		return nil, fmt.Errorf("governance act: %w", err)
+	}
+	if err := reg.ApplyAct(act, index); err != nil {
+		return nil, fmt.Errorf("governance act: %w", err)
+	}
+	return act, nil
 }
 
 // openStatement verifies a statement under the key its org held at index.

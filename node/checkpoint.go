@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hashfed/hashfed/federation"
 	"github.com/hashfed/hashfed/ledger"
@@ -200,19 +199,7 @@ func (n *Node) publishCheckpoint(ctx context.Context) (int64, error) {
 	} else if len(orgs) < g.CheckpointQuorum() {
 		return 0, fmt.Errorf("%w: %v of %v signed size %d, a quorum is %d", errNoQuorum, orgs, g.VotingOrgs(), size, g.CheckpointQuorum())
 	}
-	cmd, err := proto.Marshal(&hashfedv1.Command{Op: &hashfedv1.Command_Checkpoint{Checkpoint: signed}})
-	if err != nil {
-		return 0, err
-	}
-	out, err := n.cons.Apply(ctx, cmd)
-	if err != nil {
-		return 0, err
-	}
-	res, err := federation.DecodeResult(out)
-	if err != nil {
-		return 0, err
-	}
-	if err := res.Err(); err != nil {
+	if _, err := n.commit(ctx, &hashfedv1.Command{Op: &hashfedv1.Command_Checkpoint{Checkpoint: signed}}); err != nil {
 		if federation.CodeOf(err) == federation.CodeAlreadyExists {
 			return 0, nil // another leader published it first
 		}

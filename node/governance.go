@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hashfed/hashfed/federation"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
@@ -23,20 +22,9 @@ func (s *governanceService) Submit(ctx context.Context, req *hashfedv1.SubmitReq
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	cmd, err := proto.Marshal(&hashfedv1.Command{Op: &hashfedv1.Command_Governance{Governance: req.GetEnvelope()}})
+	res, err := s.n.commit(ctx, &hashfedv1.Command{Op: &hashfedv1.Command_Governance{Governance: req.GetEnvelope()}})
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	out, err := s.n.cons.Apply(ctx, cmd)
-	if err != nil {
-		return nil, consensusStatus(err)
-	}
-	res, err := federation.DecodeResult(out)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	if err := res.Err(); err != nil {
-		return nil, rejectStatus(err)
+		return nil, commitStatus(err)
 	}
 	s.n.log.InfoContext(ctx, "governance act committed", "kind", act.Kind, "sequence", act.Sequence, "index", res.Index, "by", callerFrom(ctx).Identity.String())
 	return &hashfedv1.SubmitResponse{Index: res.Index}, nil

@@ -20,6 +20,32 @@ import (
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
 
+// commit proposes a command through the leader and returns the state
+// machine's result; a rejection comes back as a *federation.RejectError.
+func (n *Node) commit(ctx context.Context, c *hashfedv1.Command) (*federation.Result, error) {
+	cmd, err := proto.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	out, err := n.cons.Apply(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	res, err := federation.DecodeResult(out)
+	if err != nil {
+		return nil, err
+	}
+	return res, res.Err()
+}
+
+// commitStatus maps an error from commit to a gRPC status.
+func commitStatus(err error) error {
+	if federation.CodeOf(err) != 0 {
+		return rejectStatus(err)
+	}
+	return consensusStatus(err)
+}
+
 // consensusStatus maps a failure to commit to a gRPC status.
 func consensusStatus(err error) error {
 	switch {
@@ -50,20 +76,9 @@ func (s *publishService) Publish(ctx context.Context, req *hashfedv1.PublishRequ
 	if st.Org != caller.Identity.Org {
 		return nil, status.Errorf(codes.PermissionDenied, "caller %s belongs to org %q but the statement is for org %q: an org submits only its own contributions", caller.Identity, caller.Identity.Org, st.Org)
 	}
-	cmd, err := proto.Marshal(&hashfedv1.Command{Op: &hashfedv1.Command_Contribution{Contribution: c}})
+	res, err := s.n.commit(ctx, &hashfedv1.Command{Op: &hashfedv1.Command_Contribution{Contribution: c}})
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	out, err := s.n.cons.Apply(ctx, cmd)
-	if err != nil {
-		return nil, consensusStatus(err)
-	}
-	res, err := federation.DecodeResult(out)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	if err := res.Err(); err != nil {
-		return nil, rejectStatus(err)
+		return nil, commitStatus(err)
 	}
 	s.n.log.InfoContext(ctx, "contribution committed", "org", st.Org, "set", st.Set, "sequence", st.Sequence, "signals", st.Count, "index", res.Index)
 	return &hashfedv1.PublishResponse{Index: res.Index, TreeSize: res.TreeSize}, nil
