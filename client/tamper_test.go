@@ -14,12 +14,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hashfed/hashfed/client"
@@ -761,20 +758,12 @@ func TestSubscribeForgedRegistry(t *testing.T) {
 	t.Logf("from cursor 1: %v", err)
 }
 
-// receiptOf fetches and verifies entry index's receipt through c. Fetching
-// it syncs with the Raft leader, which the race detector's slowness can make
-// fail with Unavailable when leadership changes; that is retried.
+// receiptOf fetches and verifies entry index's receipt through c.
 func receiptOf(t *testing.T, c *client.Client, index int64) ([]byte, *client.ReceiptInfo) {
 	t.Helper()
-	for try := 1; ; try++ {
-		receipt, info, err := c.Receipt(testCtx(t), index)
-		if err == nil {
-			return receipt, info
-		}
-		if status.Code(err) != codes.Unavailable || try == 5 {
-			t.Fatalf("receipt of entry %d: %v", index, err)
-		}
-		t.Logf("receipt of entry %d, try %d: %v", index, try, err)
-		time.Sleep(200 * time.Millisecond)
+	receipt, info, err := c.Receipt(testCtx(t), index)
+	if err != nil {
+		t.Fatalf("receipt of entry %d: %v", index, err)
 	}
+	return receipt, info
 }

@@ -23,8 +23,4 @@ var (
 	// ErrWrongOrigin is returned, wrapped, by [OpenCheckpoint] for a validly
 	// signed checkpoint of some other log.
 	ErrWrongOrigin = errors.New("ledger: checkpoint has wrong origin")
-
-	// ErrMalformedSnapshot is returned, wrapped, by [RestoreTree] for a stream
-	// that is not a complete, self-consistent output of [Tree.WriteLeaves].
-	ErrMalformedSnapshot = errors.New("ledger: malformed snapshot")
 )

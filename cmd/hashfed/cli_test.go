@@ -79,7 +79,7 @@ func freeAddr(t *testing.T) string {
 // a cursor file) and the auditor audits.
 func TestOperatorWorkflow(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: skipping the multi-process CLI workflow")
+		t.Skip("-short given: this test builds the hashfed binary and runs three node processes; run go test without -short to include it")
 	}
 	dir := t.TempDir()
 	const fed = "example.hashfed"
