@@ -4,13 +4,16 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hashfed/hashfed/client"
+	"github.com/hashfed/hashfed/consensus"
 	"github.com/hashfed/hashfed/federation"
 	"github.com/hashfed/hashfed/internal/localfed"
 	"github.com/hashfed/hashfed/ledger"
@@ -73,6 +76,19 @@ func TestAuditKeyAfterRotationAndRemovedOrg(t *testing.T) {
 	}
 	submit(&federation.Act{Federation: fedName, Sequence: 1, Kind: federation.ActRotateSigningKey, Name: "ngo", SigningKey: string(pub)}, oldNgo, techS)
 	submit(&federation.Act{Federation: fedName, Sequence: 2, Kind: federation.ActRemoveOrg, Name: "techco"}, newNgo, audS)
+	// The removed org's node leaves Raft; its operator then stops it.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, err := f.Nodes["ngo-1"].Consensus().Status()
+		if err == nil && !slices.ContainsFunc(st.Members, func(m consensus.Member) bool { return m.ID == "techco-1" }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("techco-1 is still in the raft configuration (%v)", err)
+		}
+	}
+	if err := f.StopNode("techco-1"); err != nil {
+		t.Fatal(err)
+	}
 	publishWith(t, f, newNgo) // the honest ledger goes on under the new key
 
 	honest := dial(t, f, "auditor-1")
@@ -121,7 +137,7 @@ func TestAuditKeyAfterRotationAndRemovedOrg(t *testing.T) {
 				t.Fatal(err)
 			}
 			fcp := ledger.Checkpoint{Origin: fedName, Size: int64(len(forged)), Hash: root}
-			signed, err := ledger.SignCheckpoint(fcp, noteSigner(t, f, "ngo-1"), noteSigner(t, f, "techco-1"))
+			signed, err := ledger.SignCheckpoint(fcp, noteSigner(t, f, "ngo-1"), noteSigner(t, f, "auditor-1"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -519,7 +519,7 @@ func TestForwardAfterLeaderRestart(t *testing.T) {
 		}
 		for _, tn := range c.running() {
 			if tn.node.IsLeader() {
-				return tn.node.TransferLeadership(old.id, old.addr)
+				return tn.node.TransferLeadershipTo(old.id, old.addr)
 			}
 		}
 		return errors.New("no leader")

@@ -13,8 +13,8 @@ func (n *Node) LastSnapshotIndex() uint64 {
 	return i
 }
 
-// TransferLeadership asks the node, which must be the leader, to hand
+// TransferLeadershipTo asks the node, which must be the leader, to hand
 // leadership to the server id at address.
-func (n *Node) TransferLeadership(id, address string) error {
+func (n *Node) TransferLeadershipTo(id, address string) error {
 	return n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(address)).Error()
 }

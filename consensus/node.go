@@ -398,6 +398,20 @@ func (n *Node) joinLocal(jr joinRequest) error {
 	return nil
 }
 
+// RemoveServer removes a server from the configuration (leader only).
+func (n *Node) RemoveServer(id string) error {
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("removing %s from the raft configuration: %w", id, err)
+	}
+	return nil
+}
+
+// TransferLeadership asks the leader to hand leadership to another voter.
+func (n *Node) TransferLeadership() error { return n.raft.LeadershipTransfer().Error() }
+
 // A Member is one server of the Raft configuration.
 type Member struct {
 	ID      string
@@ -436,10 +450,6 @@ func (n *Node) Status() (Status, error) {
 	}
 	return st, nil
 }
-
-// Barrier waits until every command committed before it is applied locally
-// (leader only).
-func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
 
 // newHCLogger routes hashicorp/raft's hclog output into slog.
 func newHCLogger(l *slog.Logger) hclog.Logger {

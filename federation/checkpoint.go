@@ -66,12 +66,21 @@ func (g *Genesis) OpenCosigned(signed []byte) (ledger.Checkpoint, []string, erro
 // publication: signed by a quorum of voting orgs, larger than the last one
 // published, and a prefix of this node's ledger.
 func (s *State) checkCheckpointLocked(signed []byte) (ledger.Checkpoint, error) {
-	cp, orgs, err := s.genesis.OpenCosigned(signed)
+	cp, signers, err := s.genesis.OpenCosigned(signed)
 	if err != nil {
 		return cp, reject(CodeInvalid, "checkpoint does not verify: %v", err)
 	}
-	if q := s.genesis.CheckpointQuorum(); len(orgs) < q {
-		return cp, reject(CodeInvalid, "checkpoint is signed by %d voting org(s) %v, a quorum is %d", len(orgs), orgs, q)
+	// Only voting orgs that are still members count: a removed org's node
+	// keys still verify (its old checkpoints must), but it no longer vouches.
+	voting := s.votingMembersLocked()
+	var orgs []string
+	for _, o := range signers {
+		if slices.Contains(voting, o) {
+			orgs = append(orgs, o)
+		}
+	}
+	if q := len(voting)/2 + 1; len(orgs) < q {
+		return cp, reject(CodeInvalid, "checkpoint is signed by %d voting member org(s) %v, a quorum is %d of %v", len(orgs), orgs, q, voting)
 	}
 	if cp.Size <= s.cpSize {
 		return cp, reject(CodeAlreadyExists, "checkpoint of size %d is not larger than the last published (%d)", cp.Size, s.cpSize)
@@ -87,6 +96,17 @@ func (s *State) checkCheckpointLocked(signed []byte) (ledger.Checkpoint, error) 
 		return cp, reject(CodeInvalid, "checkpoint root %s at size %d differs from this ledger's %s", cp.Hash, cp.Size, root)
 	}
 	return cp, nil
+}
+
+// votingMembersLocked returns the genesis voting orgs that are still members.
+func (s *State) votingMembersLocked() []string {
+	var out []string
+	for _, o := range s.genesis.VotingOrgs() {
+		if s.reg.Org(o) != nil {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // LatestCheckpoint returns the latest published cosigned checkpoint and its

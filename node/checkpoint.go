@@ -115,7 +115,7 @@ func (c *cosigners) collect(ctx context.Context, body []byte) []byte {
 	g := c.n.state.Genesis()
 	var voters []*federation.Node
 	for i := range g.Nodes {
-		if g.Nodes[i].Voter {
+		if g.Nodes[i].Voter && c.n.state.Member(g.Nodes[i].Org) != nil {
 			voters = append(voters, &g.Nodes[i])
 		}
 	}
@@ -164,6 +164,7 @@ func (n *Node) checkpointLoop(interval time.Duration) {
 		if !n.cons.IsLeader() {
 			continue
 		}
+		n.enforceMembership()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*cosignTimeout)
 		size, err := n.publishCheckpoint(ctx)
 		cancel()
@@ -174,6 +175,36 @@ func (n *Node) checkpointLoop(interval time.Duration) {
 		case err == nil && size > 0:
 			n.log.Debug("checkpoint published", "size", size)
 		}
+	}
+}
+
+// enforceMembership runs on the leader: genesis nodes of orgs that governance
+// removed leave the Raft configuration, and a leader whose own org was
+// removed hands leadership to a member's node. (The other nodes already
+// refuse the removed org's new connections, so such a leader could not
+// gather cosignatures.)
+func (n *Node) enforceMembership() {
+	if n.state.Member(n.id.Org) == nil {
+		if err := n.cons.TransferLeadership(); err != nil {
+			n.log.Warn("handing over leadership after this node's org was removed", "err", err)
+		}
+		return
+	}
+	st, err := n.cons.Status()
+	if err != nil {
+		return
+	}
+	g := n.state.Genesis()
+	for _, m := range st.Members {
+		gn := g.Node(m.ID)
+		if gn == nil || n.state.Member(gn.Org) != nil {
+			continue
+		}
+		if err := n.cons.RemoveServer(m.ID); err != nil {
+			n.log.Warn("removing a removed org's node from raft", "node", m.ID, "err", err)
+			continue
+		}
+		n.log.Info("removed a removed org's node from raft", "node", m.ID, "org", gn.Org)
 	}
 }
 
@@ -193,11 +224,8 @@ func (n *Node) publishCheckpoint(ctx context.Context) (int64, error) {
 	}
 	body := cp.Marshal()
 	signed := append(append(slices.Clone(body), '\n'), n.cosigners.collect(ctx, body)...)
-	g := n.state.Genesis()
-	if _, orgs, err := g.OpenCosigned(signed); err != nil {
-		return 0, err
-	} else if len(orgs) < g.CheckpointQuorum() {
-		return 0, fmt.Errorf("%w: %v of %v signed size %d, a quorum is %d", errNoQuorum, orgs, g.VotingOrgs(), size, g.CheckpointQuorum())
+	if err := n.state.CheckCheckpoint(signed); err != nil {
+		return 0, fmt.Errorf("%w: %w", errNoQuorum, err)
 	}
 	if _, err := n.commit(ctx, &hashfedv1.Command{Op: &hashfedv1.Command_Checkpoint{Checkpoint: signed}}); err != nil {
 		if federation.CodeOf(err) == federation.CodeAlreadyExists {
