@@ -22,7 +22,11 @@ type Update struct {
 	Act *federation.Act
 	// Signals are the statement's values, checked against its digest; nil when
 	// the node sent no payload (a set the caller does not read or did not ask for).
+	// For a retraction they are the tombstones: the signals taken out of the set.
 	Signals []*hashfedv1.Signal
+	// Reason is the payload's reason (a retraction's, or a relabel's or a
+	// feedback's note).
+	Reason string
 }
 
 // Subscribe streams entries from cursor on and calls fn with each, in ledger
@@ -188,11 +192,11 @@ func (c *Client) VerifyEntry(reg *federation.Registry, index int64, leaf, payloa
 	}
 	u.Statement = st
 	if len(payload) > 0 {
-		sigs, err := federation.CheckPayload(st, payload)
+		p, err := federation.CheckPayload(st, payload)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d: %w", index, err)
 		}
-		u.Signals = sigs
+		u.Signals, u.Reason = p.Signals, p.Reason
 	}
 	return u, nil
 }

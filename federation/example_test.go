@@ -17,6 +17,8 @@ func ExampleStatement() {
 		Sequence:      7,
 		Op:            federation.OpAdd,
 		Count:         2,
+		Types:         []string{"md5", "pdq"},
+		Labels:        []string{"A1"},
 		PayloadSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 		IssuedAt:      "2025-01-02T03:04:05Z",
 	}
@@ -34,8 +36,8 @@ func ExampleStatement() {
 	}
 	fmt.Println(string(b))
 	// Output:
-	// {"federation":"example.org/federation","org":"ngo","set":"ngo/csam","sequence":7,"op":"add","count":2,"payload_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","issued_at":"2025-01-02T03:04:05Z"}
-	// {"federation":"example.org/federation","org":"ngo","set":"ngo/csam","sequence":7,"op":"add","count":2,"payload_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}
+	// {"federation":"example.org/federation","org":"ngo","set":"ngo/csam","sequence":7,"op":"add","count":2,"types":["md5","pdq"],"labels":["A1"],"payload_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","issued_at":"2025-01-02T03:04:05Z"}
+	// {"federation":"example.org/federation","org":"ngo","set":"ngo/csam","sequence":7,"op":"add","count":2,"types":["md5","pdq"],"labels":["A1"],"payload_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}
 }
 
 // A rejection's code tells a caller what to do about it.

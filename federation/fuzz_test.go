@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"reflect"
 	"testing"
 
 	"github.com/hashfed/hashfed/federation"
@@ -97,7 +98,7 @@ func FuzzPeekStatement(f *testing.F) {
 		// and then trusts what OpenStatement returns, so whenever both
 		// succeed they must agree.
 		opened, oerr := federation.OpenStatement(env, pub)
-		if oerr == nil && perr == nil && *opened != *peeked {
+		if oerr == nil && perr == nil && !reflect.DeepEqual(opened, peeked) {
 			t.Fatalf("PeekStatement = %+v but OpenStatement = %+v", *peeked, *opened)
 		}
 	})

@@ -314,24 +314,15 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 	if st.Count > MaxSignals {
 		return nil, reject(CodeInvalid, "contribution carries %d signals, at most %d allowed: split them into several contributions", st.Count, MaxSignals)
 	}
-	signals, err := CheckPayload(st, c.Payload)
+	p, err := CheckPayload(st, c.Payload)
 	if err != nil {
 		return nil, reject(CodeInvalid, "%v", err)
 	}
-	seen := make(map[string]int, len(signals))
-	for i, sig := range signals {
-		if err := ValidateSignal(sig); err != nil {
-			return nil, reject(CodeInvalid, "signal %d: %v", i, err)
-		}
+	for i, sig := range p.Signals {
 		t, _ := SignalTypeFromProto(sig.Type)
 		if !slices.Contains(set.Types, t) {
 			return nil, reject(CodeInvalid, "signal %d: set %q does not accept %s signals (it accepts %v)", i, st.Set, t, set.Types)
 		}
-		k := string(t) + ":" + sig.Value
-		if j, dup := seen[k]; dup {
-			return nil, reject(CodeInvalid, "signal %d duplicates signal %d (%s)", i, j, k)
-		}
-		seen[k] = i
 	}
 	return st, nil
 }

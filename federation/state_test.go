@@ -266,7 +266,7 @@ func TestStateApplyRejects(t *testing.T) {
 		},
 		{
 			name:    "duplicate signals in one payload",
-			contrib: contribute(t, ngo, "ngo/csam", 2, sig(federation.MD5, md5Hex(2)), sig(federation.SHA1, sha1Hex(2)), sig(federation.MD5, md5Hex(2), "other-label")), want: federation.CodeInvalid, wantMsg: "signal 2 duplicates signal 0",
+			contrib: signRaw(t, ngo, stmt("ngo", "ngo/csam", 2, 3), marshalPayload(t, sig(federation.MD5, md5Hex(2)), sig(federation.SHA1, sha1Hex(2)), sig(federation.MD5, md5Hex(2), "other-label"))), want: federation.CodeInvalid, wantMsg: "signal 2 duplicates signal 0",
 		},
 		{
 			name: "wrong federation name",
@@ -316,11 +316,9 @@ func TestStateApplyRejects(t *testing.T) {
 		{
 			name: "oversized envelope",
 			contrib: func() *hashfedv1.Contribution {
-				c, _, err := federation.BuildContribution(ngo, testFed, "ngo/csam", 2, []*hashfedv1.Signal{sig(federation.MD5, md5Hex(2))}, strings.Repeat("x", federation.MaxEnvelopeSize))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return c
+				st := stmt("ngo", "ngo/csam", 2, 1)
+				st.IssuedAt = strings.Repeat("x", federation.MaxEnvelopeSize)
+				return signRaw(t, ngo, st, marshalPayload(t, sig(federation.MD5, md5Hex(2))))
 			}(),
 			want: federation.CodeInvalid, wantMsg: "statement envelope is",
 		},

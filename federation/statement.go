@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -36,9 +38,6 @@ const (
 	MaxSignals = 10_000
 )
 
-// OpAdd is the only statement operation so far: add the payload's signals to the set.
-const OpAdd = "add"
-
 // A Statement is the small signed part of a contribution. Its JSON encoding is
 // the DSSE payload; auditors verify it without ever seeing signal values.
 type Statement struct {
@@ -51,10 +50,22 @@ type Statement struct {
 	Set string `json:"set"`
 	// Sequence is 1 for the org's first contribution to the set and one more for each after.
 	Sequence uint64 `json:"sequence"`
-	// Op is the change: "add".
+	// Op is the change: "add", "retract", "relabel" or "feedback" (see [Op]).
 	Op string `json:"op"`
+	// Verdict is a feedback statement's judgement of its signals: one of
+	// [VerdictTruePositive], [VerdictFalsePositive], [VerdictDisputed].
+	// Empty for every other op.
+	Verdict string `json:"verdict,omitempty"`
 	// Count is the number of signals in the payload.
 	Count int `json:"count"`
+	// Types lists the distinct signal types in the payload, sorted. It lets a
+	// subscriber filtering by type check that a node leaving the payload out
+	// had the right to.
+	Types []string `json:"types"`
+	// Labels lists the distinct labels the payload's signals carry, sorted
+	// (add and relabel only); subscribers filtering by label check omissions
+	// against it.
+	Labels []string `json:"labels,omitempty"`
 	// PayloadSHA256 is the lowercase hex SHA-256 of the serialized payload.
 	PayloadSHA256 string `json:"payload_sha256"`
 	// IssuedAt is the publisher's own RFC 3339 timestamp; informative only.
@@ -119,21 +130,21 @@ func (s *Signer) SignStatement(st *Statement) ([]byte, error) {
 	return dsse.WrapSigner(s.s, StatementPayloadType).SignMessage(bytes.NewReader(body))
 }
 
-// BuildContribution validates signals, serializes them into a payload and
-// returns the signed contribution for (signer's org, set, seq).
+// BuildContribution returns the signed contribution adding signals to set
+// as (signer's org, seq). It is [BuildChange] with [OpAdd].
 func BuildContribution(s *Signer, federation, set string, seq uint64, signals []*hashfedv1.Signal, issuedAt string) (*hashfedv1.Contribution, *Statement, error) {
-	if len(signals) == 0 {
-		return nil, nil, errors.New("a contribution needs at least one signal")
+	return BuildChange(s, federation, set, seq, Change{Op: OpAdd, Signals: signals}, issuedAt)
+}
+
+// BuildChange validates a change, serializes it into a payload and returns
+// the signed contribution for (signer's org, set, seq).
+func BuildChange(s *Signer, federation, set string, seq uint64, ch Change, issuedAt string) (*hashfedv1.Contribution, *Statement, error) {
+	p := &hashfedv1.Payload{Signals: ch.Signals, Reason: ch.Reason}
+	types, labels, err := CheckChange(ch.Op, ch.Verdict, p)
+	if err != nil {
+		return nil, nil, err
 	}
-	if len(signals) > MaxSignals {
-		return nil, nil, fmt.Errorf("a contribution holds at most %d signals, got %d: split them into several contributions", MaxSignals, len(signals))
-	}
-	for i, sig := range signals {
-		if err := ValidateSignal(sig); err != nil {
-			return nil, nil, fmt.Errorf("signal %d: %w", i, err)
-		}
-	}
-	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(&hashfedv1.Payload{Signals: signals})
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -143,14 +154,20 @@ func BuildContribution(s *Signer, federation, set string, seq uint64, signals []
 		Org:           s.Org,
 		Set:           set,
 		Sequence:      seq,
-		Op:            OpAdd,
-		Count:         len(signals),
+		Op:            ch.Op,
+		Verdict:       ch.Verdict,
+		Count:         len(ch.Signals),
+		Types:         types,
+		Labels:        labels,
 		PayloadSHA256: hex.EncodeToString(sum[:]),
 		IssuedAt:      issuedAt,
 	}
 	env, err := s.SignStatement(st)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(env) > MaxEnvelopeSize {
+		return nil, nil, fmt.Errorf("the signed statement is %d bytes, at most %d allowed (its signals carry %d distinct labels): split them into several contributions", len(env), MaxEnvelopeSize, len(labels))
 	}
 	return &hashfedv1.Contribution{Envelope: env, Payload: payload}, st, nil
 }
@@ -216,8 +233,9 @@ func OpenStatement(env []byte, key crypto.PublicKey) (*Statement, error) {
 	return decodeStatement(body)
 }
 
-// CheckPayload verifies that payload is what st commits to and returns its signals.
-func CheckPayload(st *Statement, payload []byte) ([]*hashfedv1.Signal, error) {
+// CheckPayload verifies that payload is what st commits to and that it is a
+// well-formed change of st's op (see [CheckChange]), and returns it.
+func CheckPayload(st *Statement, payload []byte) (*hashfedv1.Payload, error) {
 	sum := sha256.Sum256(payload)
 	if hex.EncodeToString(sum[:]) != st.PayloadSHA256 {
 		return nil, fmt.Errorf("payload SHA-256 %x does not match the statement's %s", sum, st.PayloadSHA256)
@@ -229,5 +247,15 @@ func CheckPayload(st *Statement, payload []byte) ([]*hashfedv1.Signal, error) {
 	if len(p.Signals) != st.Count {
 		return nil, fmt.Errorf("payload has %d signals, the statement says %d", len(p.Signals), st.Count)
 	}
-	return p.Signals, nil
+	types, labels, err := CheckChange(st.Op, st.Verdict, &p)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Equal(types, st.Types) {
+		return nil, fmt.Errorf("payload holds signal types %v, the statement says %v", types, st.Types)
+	}
+	if !slices.Equal(labels, st.Labels) {
+		return nil, fmt.Errorf("payload's signals carry labels %v, the statement says %v", short(strings.Join(labels, " ")), short(strings.Join(st.Labels, " ")))
+	}
+	return &p, nil
 }

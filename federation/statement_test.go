@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -48,25 +49,28 @@ func TestStatementRoundTrip(t *testing.T) {
 		Sequence:      3,
 		Op:            federation.OpAdd,
 		Count:         2,
+		Types:         st.Types,
+		Labels:        st.Labels,
 		PayloadSHA256: payloadDigest(c.Payload),
 		IssuedAt:      "2025-01-02T03:04:05Z",
 	}
-	if *st != want {
+	if !reflect.DeepEqual(*st, want) {
 		t.Errorf("BuildContribution statement = %+v, want %+v", *st, want)
 	}
 
 	peeked, err := federation.PeekStatement(c.Envelope)
-	if err != nil || *peeked != want {
+	if err != nil || !reflect.DeepEqual(*peeked, want) {
 		t.Errorf("PeekStatement = %+v, %v; want %+v", peeked, err, want)
 	}
 	opened, err := federation.OpenStatement(c.Envelope, orgKey(t, doc, "ngo"))
-	if err != nil || *opened != want {
+	if err != nil || !reflect.DeepEqual(*opened, want) {
 		t.Fatalf("OpenStatement = %+v, %v; want %+v", opened, err, want)
 	}
-	got, err := federation.CheckPayload(opened, c.Payload)
+	p, err := federation.CheckPayload(opened, c.Payload)
 	if err != nil {
 		t.Fatalf("CheckPayload: %v", err)
 	}
+	got := p.Signals
 	if len(got) != len(sigs) {
 		t.Fatalf("CheckPayload returned %d signals, want %d", len(got), len(sigs))
 	}
@@ -258,7 +262,7 @@ func TestECDSASigner(t *testing.T) {
 		t.Fatalf("ParsePublicKey(P-256): %v", err)
 	}
 	got, err := federation.OpenStatement(c.Envelope, pub)
-	if err != nil || *got != *st {
+	if err != nil || !reflect.DeepEqual(got, st) {
 		t.Fatalf("OpenStatement(ECDSA) = %+v, %v; want %+v", got, err, st)
 	}
 

@@ -148,12 +148,16 @@ func (x *Signal) GetLabels() []string {
 	return nil
 }
 
-// A Payload is the list of signal values a contribution carries. Its serialized
+// A Payload is the list of signal values a contribution carries (for a
+// retraction or feedback: the signals it names, without labels). Its serialized
 // bytes are committed to by the statement's payload digest (SHA-256 of exactly
 // the bytes carried in Contribution.payload).
 type Payload struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Signals       []*Signal              `protobuf:"bytes,1,rep,name=signals,proto3" json:"signals,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Signals []*Signal              `protobuf:"bytes,1,rep,name=signals,proto3" json:"signals,omitempty"`
+	// Why the change is made: required for a retraction, an optional note with
+	// a relabel or with feedback, empty for an add.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +197,13 @@ func (x *Payload) GetSignals() []*Signal {
 		return x.Signals
 	}
 	return nil
+}
+
+func (x *Payload) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // A Contribution is one signed change to one hash set.
@@ -646,9 +657,10 @@ const file_hashfed_v1_types_proto_rawDesc = "" +
 	"\x06Signal\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.hashfed.v1.SignalTypeR\x04type\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
-	"\x06labels\x18\x03 \x03(\tR\x06labels\"7\n" +
+	"\x06labels\x18\x03 \x03(\tR\x06labels\"O\n" +
 	"\aPayload\x12,\n" +
-	"\asignals\x18\x01 \x03(\v2\x12.hashfed.v1.SignalR\asignals\"D\n" +
+	"\asignals\x18\x01 \x03(\v2\x12.hashfed.v1.SignalR\asignals\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
 	"\fContribution\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\"\xec\x01\n" +
