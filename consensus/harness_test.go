@@ -39,11 +39,19 @@ type listFSM struct {
 	cmds     []string
 	repeats  int
 	restores int
+	applied  uint64
 }
 
-func (f *listFSM) Apply(cmd []byte) []byte {
+func (f *listFSM) AppliedIndex() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.applied
+}
+
+func (f *listFSM) Apply(index uint64, cmd []byte) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = index
 	if i := slices.Index(f.cmds, string(cmd)); i >= 0 {
 		f.repeats++
 		return []byte(strconv.Itoa(i + 1))
@@ -59,7 +67,7 @@ func (f *listFSM) Snapshot() (func(w io.Writer) error, error) {
 	return func(w io.Writer) error { return json.NewEncoder(w).Encode(cmds) }, nil
 }
 
-func (f *listFSM) Restore(r io.Reader) error {
+func (f *listFSM) Restore(index uint64, r io.Reader) error {
 	var cmds []string
 	if err := json.NewDecoder(r).Decode(&cmds); err != nil {
 		return err
@@ -67,6 +75,7 @@ func (f *listFSM) Restore(r io.Reader) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cmds = cmds
+	f.applied = index
 	f.restores++
 	return nil
 }

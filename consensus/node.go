@@ -194,6 +194,9 @@ func Start(cfg Config) (*Node, error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.Logger = hl
+	// The state machine may be durable: restoreOnStart below decides whether
+	// the snapshot is needed, and fsm skips commands the machine holds.
+	rc.NoSnapshotRestoreOnStart = true
 	if err := raft.ValidateConfig(rc); err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("raft config: %w", err)
@@ -204,7 +207,12 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	r, err := raft.NewRaft(rc, fsm{cfg.FSM}, logs, store, snaps, n.transport)
+	machine := newFSM(cfg.FSM)
+	if err := restoreOnStart(machine, snaps); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	r, err := raft.NewRaft(rc, machine, logs, store, snaps, n.transport)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("starting raft: %w", err)

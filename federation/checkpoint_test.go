@@ -139,7 +139,7 @@ func TestCheckpointCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Restore(strings.NewReader(b.String())); err != nil {
+	if err := r.Restore(1000, strings.NewReader(b.String())); err != nil {
 		t.Fatal(err)
 	}
 	if cp, size := r.LatestCheckpoint(); size != 2 || string(cp) != string(good2) {

@@ -17,6 +17,7 @@ const (
 	CodeAlreadyExists      Code = 4 // replay: the sequence number was already used
 	CodeFailedPrecondition Code = 5 // out of order: the sequence number skips ahead
 	CodeUnavailable        Code = 6 // the federation is not ready (no genesis entry yet)
+	CodeInternal           Code = 7 // the node could not read its own state
 )
 
 var codeNames = map[Code]string{
@@ -26,6 +27,7 @@ var codeNames = map[Code]string{
 	CodeAlreadyExists:      "already exists",
 	CodeFailedPrecondition: "failed precondition",
 	CodeUnavailable:        "unavailable",
+	CodeInternal:           "internal",
 }
 
 func (c Code) String() string {

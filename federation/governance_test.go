@@ -143,7 +143,7 @@ func TestGovernance(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := federation.NewState(doc)
-	if err := r.Restore(&b); err != nil {
+	if err := r.Restore(1000, &b); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := r.Registry(), s.Registry(); got.NextAct != want.NextAct || r.Member("iwf") != nil || !r.CanRead("techco", "ngo/new") {

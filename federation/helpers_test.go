@@ -172,7 +172,7 @@ func contributionCmd(tb testing.TB, c *hashfedv1.Contribution, ts int64) []byte 
 // apply applies cmd to s and decodes the result.
 func apply(tb testing.TB, s *federation.State, cmd []byte) *federation.Result {
 	tb.Helper()
-	r, err := federation.DecodeResult(s.Apply(cmd))
+	r, err := federation.DecodeResult(s.Apply(s.AppliedIndex()+1, cmd))
 	if err != nil {
 		tb.Fatal(err)
 	}

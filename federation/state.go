@@ -3,12 +3,17 @@ package federation
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/protobuf/proto"
@@ -18,9 +23,16 @@ import (
 )
 
 // A State is the federation's replicated state machine: the ledger and what
-// it implies (orgs, keys, sets, sequence numbers, payloads). Raft drives it
-// through [State.Apply], [State.Snapshot] and [State.Restore]; readers use the
-// other methods concurrently.
+// it implies (orgs, keys, sets and their current signals, sequence numbers,
+// payloads, feedback). Raft drives it through [State.Apply],
+// [State.Snapshot] and [State.Restore]; readers use the other methods
+// concurrently.
+//
+// The state lives in a pebble database on disk (see [OpenState]); memory
+// holds only the registry, the sequence numbers and the latest checkpoint.
+// Each command's effects commit atomically together with its Raft index, so
+// a restarted node resumes where its database left off instead of replaying
+// the ledger.
 //
 // Apply is deterministic: it reads no clock, draws no randomness and never
 // iterates a map, so every node applying the same commands holds the same
@@ -28,14 +40,23 @@ import (
 type State struct {
 	doc     []byte   // the genesis document, byte for byte
 	genesis *Genesis // parsed doc
+	fs      vfs.FS
+	dir     string
+	cache   int64
 
+	// mu guards everything below. Apply is the only writer: it validates a
+	// command without the lock (nothing else changes the state) and holds
+	// mu for writing while it commits the command and publishes the result.
+	// Readers hold it for reading, also while they read the database.
 	mu       sync.RWMutex
+	db       *db
 	tree     *ledger.Tree
+	applied  uint64            // Raft index of the last command applied
 	reg      *Registry         // orgs, keys and sets as of the ledger's end
 	trust    uint64            // counts changes to membership and CAs
 	next     map[seqKey]uint64 // next sequence number expected per (org, set)
-	payloads map[int64][]byte  // ledger index -> payload of that statement
 	changed  chan struct{}     // closed and replaced whenever the ledger or its checkpoint grows
+	closed   bool
 
 	checkpoint []byte // latest published cosigned checkpoint (signed note)
 	cpSize     int64  // its size
@@ -43,35 +64,194 @@ type State struct {
 
 type seqKey struct{ org, set string }
 
-// NewState returns the state of a federation founded by the genesis document
-// doc, before any command is applied (an empty ledger).
+// StateOptions tunes [OpenState].
+type StateOptions struct {
+	// CacheBytes is the database's block cache; 0 means 64 MiB.
+	CacheBytes int64
+}
+
+// NewState returns an in-memory state of the federation founded by the
+// genesis document doc, before any command is applied (an empty ledger).
+// Tests and tools use it; nodes use [OpenState].
 func NewState(doc []byte) (*State, error) {
+	return openState(vfs.NewMem(), "state", doc, StateOptions{})
+}
+
+// OpenState opens the state kept in dir, creating it if dir does not exist.
+// The directory must belong to the federation doc founds.
+func OpenState(dir string, doc []byte, opts StateOptions) (*State, error) {
+	return openState(vfs.Default, dir, doc, opts)
+}
+
+func openState(fs vfs.FS, dir string, doc []byte, opts StateOptions) (*State, error) {
 	g, err := ParseGenesis(doc)
 	if err != nil {
 		return nil, err
 	}
-	s := &State{doc: slices.Clone(doc), genesis: g}
-	if err := s.reset(); err != nil {
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	s := &State{doc: slices.Clone(doc), genesis: g, fs: fs, dir: dir, cache: opts.CacheBytes, changed: make(chan struct{})}
+	// A restore interrupted by a crash leaves its half-written copy behind.
+	if err := fs.RemoveAll(dir + restoreSuffix); err != nil {
+		return nil, err
+	}
+	if err := s.open(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *State) reset() error {
-	tree, err := ledger.NewTree(ledger.NewMemStore())
+const restoreSuffix = ".restoring"
+
+// open opens the database in s.dir and loads what memory holds.
+func (s *State) open() error {
+	d, err := openDB(s.fs, s.dir, s.cache)
 	if err != nil {
 		return err
 	}
-	s.tree = tree
-	s.reg = NewRegistry(s.genesis)
-	s.trust++
-	s.next = map[seqKey]uint64{}
-	s.payloads = map[int64][]byte{}
-	s.checkpoint, s.cpSize = nil, 0
-	if s.changed == nil {
-		s.changed = make(chan struct{})
+	if err := s.load(d); err != nil {
+		d.close()
+		return err
 	}
 	return nil
+}
+
+// load reads the in-memory part of the state from d and makes d current.
+func (s *State) load(d *db) error {
+	l, err := s.inspect(d)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.db, s.tree, s.applied, s.reg, s.next = d, l.tree, l.applied, l.reg, l.next
+	s.trust++
+	s.checkpoint, s.cpSize = nil, 0
+	if l.checkpoint != nil {
+		c, err := s.checkCheckpointLocked(l.checkpoint)
+		if err != nil {
+			return fmt.Errorf("state database %s: stored checkpoint: %w", s.dir, err)
+		}
+		s.checkpoint, s.cpSize = l.checkpoint, c.Size
+	}
+	s.notifyLocked()
+	return nil
+}
+
+// loaded is the in-memory part of a state database.
+type loaded struct {
+	tree       *ledger.Tree
+	applied    uint64
+	reg        *Registry
+	next       map[seqKey]uint64
+	checkpoint []byte
+}
+
+// inspect reads the in-memory part of the state from d, checking that d
+// belongs to this federation and holds a consistent tree.
+func (s *State) inspect(d *db) (*loaded, error) {
+	sum := Digest(s.doc)
+	want := hex.EncodeToString(sum[:])
+	got, ok, err := d.get(metaKey(metaGenesis))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if d.size != 0 {
+			return nil, fmt.Errorf("state database %s holds entries but no genesis digest: it is damaged", s.dir)
+		}
+		if err := d.p.Set(metaKey(metaGenesis), []byte(want), pebble.Sync); err != nil {
+			return nil, err
+		}
+	} else if string(got) != want {
+		return nil, fmt.Errorf("state database %s belongs to another federation (genesis %s, this node's is %s): point data_dir elsewhere", s.dir, got, want)
+	}
+	var applied uint64
+	if b, ok, err := d.get(metaKey(metaApplied)); err != nil {
+		return nil, err
+	} else if ok {
+		applied = binary.BigEndian.Uint64(b)
+	}
+	tree, err := ledger.NewTree(d)
+	if err != nil {
+		return nil, fmt.Errorf("state database %s: %w", s.dir, err)
+	}
+	reg := NewRegistry(s.genesis)
+	acts, err := d.p.NewIter(&pebble.IterOptions{LowerBound: []byte{kActEntry}, UpperBound: []byte{kActEntry + 1}})
+	if err != nil {
+		return nil, err
+	}
+	for ok := acts.First(); ok; ok = acts.Next() {
+		idx := int64(binary.BigEndian.Uint64(acts.Key()[1:]))
+		leaf, ok, err := d.get(indexKey(kLeaf, idx))
+		if err == nil && !ok {
+			err = fmt.Errorf("governance entry %d is missing", idx)
+		}
+		if err == nil {
+			err = applyLeafAct(reg, leaf, idx)
+		}
+		if err != nil {
+			acts.Close()
+			return nil, fmt.Errorf("state database %s: %w", s.dir, err)
+		}
+	}
+	if err := acts.Close(); err != nil {
+		return nil, err
+	}
+	next := map[seqKey]uint64{}
+	seqs, err := d.p.NewIter(&pebble.IterOptions{LowerBound: []byte{kSequence}, UpperBound: []byte{kSequence + 1}})
+	if err != nil {
+		return nil, err
+	}
+	for ok := seqs.First(); ok; ok = seqs.Next() {
+		org, set, ok := strings.Cut(string(seqs.Key()[1:]), "\x00")
+		if !ok || len(seqs.Value()) != 8 {
+			seqs.Close()
+			return nil, fmt.Errorf("state database %s: corrupt sequence record %q", s.dir, seqs.Key())
+		}
+		next[seqKey{org, set}] = binary.BigEndian.Uint64(seqs.Value())
+	}
+	if err := seqs.Close(); err != nil {
+		return nil, err
+	}
+	cp, _, err := d.get(metaKey(metaCheckpoint))
+	if err != nil {
+		return nil, err
+	}
+	return &loaded{tree: tree, applied: applied, reg: reg, next: next, checkpoint: cp}, nil
+}
+
+// applyLeafAct applies the governance act of the leaf at idx to reg.
+func applyLeafAct(reg *Registry, leaf []byte, idx int64) error {
+	e, _, err := DecodeEntry(leaf)
+	if err != nil {
+		return err
+	}
+	act, err := PeekAct(e.GetGovernance().GetEnvelope())
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", idx, err)
+	}
+	return reg.ApplyAct(act, idx)
+}
+
+// Close closes the database. The State must not be used afterwards.
+func (s *State) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.db.close()
+}
+
+// AppliedIndex returns the Raft index of the last command applied; it
+// survives restarts.
+func (s *State) AppliedIndex() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.applied
 }
 
 // Genesis returns the parsed genesis document. It must not be modified.
@@ -121,113 +301,138 @@ func rejectResult(err error) []byte {
 	return EncodeResult(&Result{Code: re.Code, Msg: re.Msg})
 }
 
-// Apply applies one serialized [hashfedv1.Command] and returns an encoded
-// [Result]. A rejected command changes nothing.
-func (s *State) Apply(cmd []byte) []byte {
+// Apply applies one serialized [hashfedv1.Command], committed at Raft log
+// index, and returns an encoded [Result]. A rejected command changes nothing
+// but the recorded index.
+//
+// Apply panics if the database fails: a node that cannot record what the
+// federation agreed must stop rather than diverge.
+func (s *State) Apply(index uint64, cmd []byte) []byte {
 	var c hashfedv1.Command
 	if err := proto.Unmarshal(cmd, &c); err != nil {
-		return rejectResult(reject(CodeInvalid, "command does not decode: %v", err))
+		return s.rejected(index, reject(CodeInvalid, "command does not decode: %v", err))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var (
-		leaf    []byte
-		payload []byte
-		st      *Statement
-		err     error
-	)
 	switch op := c.Op.(type) {
 	case *hashfedv1.Command_Genesis:
 		if err := s.checkGenesisLocked(op.Genesis); err != nil {
-			return rejectResult(err)
+			return s.rejected(index, err)
 		}
-		leaf, err = marshalEntry(&hashfedv1.LedgerEntry{
+		return s.appendEntry(index, &hashfedv1.LedgerEntry{
 			TimeUnixNano: c.TimeUnixNano,
 			Kind:         &hashfedv1.LedgerEntry_Genesis{Genesis: &hashfedv1.GenesisEntry{Document: op.Genesis}},
-		})
+		}, nil)
 	case *hashfedv1.Command_Checkpoint:
 		cp, err := s.checkCheckpointLocked(op.Checkpoint)
 		if err != nil {
-			return rejectResult(err)
+			return s.rejected(index, err)
 		}
-		s.checkpoint, s.cpSize = slices.Clone(op.Checkpoint), cp.Size
-		s.notifyLocked()
+		s.commit(index, func() func() {
+			s.db.set(metaKey(metaCheckpoint), op.Checkpoint)
+			return func() { s.checkpoint, s.cpSize = slices.Clone(op.Checkpoint), cp.Size }
+		})
 		return EncodeResult(&Result{TreeSize: cp.Size})
 	case *hashfedv1.Command_Governance:
 		act, _, err := s.reg.CheckAct(s.genesis.Federation, op.Governance, s.tree.Size())
 		if err != nil {
-			return rejectResult(err)
+			return s.rejected(index, err)
 		}
-		leaf, err := marshalEntry(&hashfedv1.LedgerEntry{
+		next := s.reg.Clone()
+		if err := next.ApplyAct(act, s.tree.Size()); err != nil {
+			return s.rejected(index, err)
+		}
+		return s.appendEntry(index, &hashfedv1.LedgerEntry{
 			TimeUnixNano: c.TimeUnixNano,
 			Kind:         &hashfedv1.LedgerEntry_Governance{Governance: &hashfedv1.GovernanceEntry{Envelope: op.Governance}},
+		}, func(idx int64) func() {
+			s.db.set(indexKey(kActEntry, idx), nil)
+			return func() { s.reg = next; s.trust++ }
 		})
-		if err != nil {
-			return rejectResult(err)
-		}
-		idx, err := s.appendActLocked(leaf, act)
-		if err != nil {
-			return rejectResult(reject(CodeInvalid, "appending to ledger: %v", err))
-		}
-		return EncodeResult(&Result{Index: idx, TreeSize: idx + 1})
 	case *hashfedv1.Command_Contribution:
-		st, err = s.checkContributionLocked(op.Contribution)
+		st, p, err := s.checkContributionLocked(op.Contribution)
 		if err != nil {
-			return rejectResult(err)
+			if CodeOf(err) == CodeInternal {
+				panic(fmt.Sprintf("hashfed: state database failed while applying command %d: %v", index, err))
+			}
+			return s.rejected(index, err)
 		}
-		payload = op.Contribution.Payload
-		leaf, err = marshalEntry(&hashfedv1.LedgerEntry{
+		payload := op.Contribution.Payload
+		return s.appendEntry(index, &hashfedv1.LedgerEntry{
 			TimeUnixNano: c.TimeUnixNano,
 			Kind:         &hashfedv1.LedgerEntry_Statement{Statement: &hashfedv1.StatementEntry{Envelope: op.Contribution.Envelope}},
+		}, func(idx int64) func() {
+			s.db.set(indexKey(kPayload, idx), payload)
+			k := seqKey{st.Org, st.Set}
+			s.db.set(append(append(append([]byte{kSequence}, st.Org...), 0), st.Set...), be64(st.Sequence+1))
+			if err := s.writeChangeLocked(st, p, idx); err != nil {
+				panic(fmt.Sprintf("hashfed: state database failed while applying command %d: %v", index, err))
+			}
+			return func() { s.next[k] = st.Sequence + 1 }
 		})
 	default:
-		return rejectResult(reject(CodeInvalid, "command has no operation"))
+		return s.rejected(index, reject(CodeInvalid, "command has no operation"))
+	}
+}
+
+// rejected records that the command at index was applied (as a no-op) and
+// returns the encoded rejection.
+func (s *State) rejected(index uint64, err error) []byte {
+	s.commit(index, nil)
+	return rejectResult(err)
+}
+
+// appendEntry appends e as the next leaf. effects, if not nil, adds the
+// entry's other writes to the batch and returns what to change in memory
+// once they are committed.
+func (s *State) appendEntry(index uint64, e *hashfedv1.LedgerEntry, effects func(idx int64) func()) []byte {
+	leaf, err := marshalEntry(e)
+	if err == nil && len(leaf) > ledger.MaxLeafSize {
+		err = fmt.Errorf("entry of %d bytes is larger than the %d a ledger leaf may hold", len(leaf), ledger.MaxLeafSize)
 	}
 	if err != nil {
-		return rejectResult(err)
+		return s.rejected(index, reject(CodeInvalid, "%v", err))
 	}
-	idx, err := s.appendLocked(leaf, payload, st)
-	if err != nil {
-		// The ledger refused the leaf (size limits are checked before, so this
-		// is an internal failure); nothing was recorded.
-		return rejectResult(reject(CodeInvalid, "appending to ledger: %v", err))
-	}
+	idx := s.tree.Size()
+	s.commit(index, func() func() {
+		var publish func()
+		if effects != nil {
+			publish = effects(idx)
+		}
+		if _, err := s.tree.Append(leaf); err != nil {
+			panic(fmt.Sprintf("hashfed: appending entry %d (command %d): %v", idx, index, err))
+		}
+		return publish
+	})
 	return EncodeResult(&Result{Index: idx, TreeSize: idx + 1})
+}
+
+// commit writes a command's effects and its index in one batch, then
+// publishes the in-memory changes and wakes waiters. write (if not nil) adds
+// the command's writes to the batch and returns what to change in memory
+// (or nil). All of it runs under the write lock, so readers never see a
+// command half applied; the expensive checks ran before, without it.
+func (s *State) commit(index uint64, write func() func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.db.begin()
+	var publish func()
+	if write != nil {
+		publish = write()
+	}
+	s.db.set(metaKey(metaApplied), be64(index))
+	if err := s.db.commit(); err != nil {
+		panic(fmt.Sprintf("hashfed: committing command %d to the state database: %v", index, err))
+	}
+	s.applied = index
+	if publish != nil {
+		publish()
+	}
+	if write != nil {
+		s.notifyLocked()
+	}
 }
 
 func marshalEntry(e *hashfedv1.LedgerEntry) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(e)
-}
-
-// appendLocked appends a leaf and records what it implies. st is nil for
-// non-statement entries.
-func (s *State) appendLocked(leaf, payload []byte, st *Statement) (int64, error) {
-	idx, err := s.tree.Append(leaf)
-	if err != nil {
-		return 0, err
-	}
-	if st != nil {
-		s.payloads[idx] = payload
-		s.next[seqKey{st.Org, st.Set}] = st.Sequence + 1
-	}
-	s.notifyLocked()
-	return idx, nil
-}
-
-// appendActLocked appends a governance leaf and applies its act.
-func (s *State) appendActLocked(leaf []byte, act *Act) (int64, error) {
-	idx := s.tree.Size()
-	next := s.reg.Clone()
-	if err := next.ApplyAct(act, idx); err != nil {
-		return 0, err
-	}
-	if _, err := s.tree.Append(leaf); err != nil {
-		return 0, err
-	}
-	s.reg = next
-	s.trust++
-	s.notifyLocked()
-	return idx, nil
 }
 
 func (s *State) notifyLocked() {
@@ -251,10 +456,37 @@ func (s *State) checkGenesisLocked(doc []byte) error {
 func (s *State) Check(c *hashfedv1.Contribution) (*Statement, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.checkContributionLocked(c)
+	st, _, err := s.checkContributionLocked(c)
+	return st, err
 }
 
-func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, error) {
+// checkContributionLocked verifies a contribution against the current state
+// and returns its statement and payload.
+func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, *hashfedv1.Payload, error) {
+	st, err := s.checkStatementLocked(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := CheckPayload(st, c.Payload)
+	if err != nil {
+		return nil, nil, reject(CodeInvalid, "%v", err)
+	}
+	set := s.reg.Sets[st.Set]
+	for i, sig := range p.Signals {
+		t, _ := SignalTypeFromProto(sig.Type)
+		if !slices.Contains(set.Types, t) {
+			return nil, nil, reject(CodeInvalid, "signal %d: set %q does not accept %s signals (it accepts %v)", i, st.Set, t, set.Types)
+		}
+	}
+	if err := s.checkChangeStateLocked(st, p); err != nil {
+		return nil, nil, err
+	}
+	return st, p, nil
+}
+
+// checkStatementLocked verifies the statement of a contribution: signer,
+// signature, federation, op, set, rights and sequence.
+func (s *State) checkStatementLocked(c *hashfedv1.Contribution) (*Statement, error) {
 	if s.tree.Size() == 0 {
 		return nil, reject(CodeUnavailable, "the federation has not recorded its genesis entry yet; retry shortly")
 	}
@@ -277,8 +509,6 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 		return nil, reject(CodePermissionDenied, "org %q is not a member of federation %q", claimed.Org, s.genesis.Federation)
 	case org.Removed != 0:
 		return nil, reject(CodePermissionDenied, "org %q was removed from federation %q at entry %d", claimed.Org, s.genesis.Federation, org.Removed)
-	case !org.HasRole(RolePublisher):
-		return nil, reject(CodePermissionDenied, "org %q does not hold the publisher role", claimed.Org)
 	}
 	key, err := s.reg.KeyAt(claimed.Org, s.tree.Size())
 	if err != nil {
@@ -291,15 +521,28 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 	if st.Federation != s.genesis.Federation {
 		return nil, reject(CodeInvalid, "statement is for federation %q, this is %q", st.Federation, s.genesis.Federation)
 	}
-	if st.Op != OpAdd {
-		return nil, reject(CodeInvalid, "statement op %q is not supported (want %q)", st.Op, OpAdd)
+	if !slices.Contains(Ops, st.Op) {
+		return nil, reject(CodeInvalid, "statement op %q is unknown (want one of %s)", st.Op, strings.Join(Ops, ", "))
 	}
 	set, ok := s.reg.Sets[st.Set]
 	if !ok {
 		return nil, reject(CodeNotFound, "set %q does not exist in federation %q", st.Set, s.genesis.Federation)
 	}
-	if set.Owner() != st.Org {
-		return nil, reject(CodePermissionDenied, "set %q belongs to org %q; org %q may not publish into it", st.Set, set.Owner(), st.Org)
+	if st.Op == OpFeedback {
+		// Feedback comes from the set's readers, about signals they received.
+		if set.Owner() == st.Org {
+			return nil, reject(CodePermissionDenied, "org %q owns set %q: an owner retracts or relabels its signals instead of giving feedback on them", st.Org, st.Set)
+		}
+		if !s.reg.CanRead(st.Org, st.Set) {
+			return nil, reject(CodePermissionDenied, "org %q does not read set %q, so it may not give feedback on its signals", st.Org, st.Set)
+		}
+	} else {
+		if !org.HasRole(RolePublisher) {
+			return nil, reject(CodePermissionDenied, "org %q does not hold the publisher role", claimed.Org)
+		}
+		if set.Owner() != st.Org {
+			return nil, reject(CodePermissionDenied, "set %q belongs to org %q; org %q may not publish into it", st.Set, set.Owner(), st.Org)
+		}
 	}
 	next := s.nextLocked(st.Org, st.Set)
 	if st.Sequence < next {
@@ -313,16 +556,6 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 	}
 	if st.Count > MaxSignals {
 		return nil, reject(CodeInvalid, "contribution carries %d signals, at most %d allowed: split them into several contributions", st.Count, MaxSignals)
-	}
-	p, err := CheckPayload(st, c.Payload)
-	if err != nil {
-		return nil, reject(CodeInvalid, "%v", err)
-	}
-	for i, sig := range p.Signals {
-		t, _ := SignalTypeFromProto(sig.Type)
-		if !slices.Contains(set.Types, t) {
-			return nil, reject(CodeInvalid, "signal %d: set %q does not accept %s signals (it accepts %v)", i, st.Set, t, set.Types)
-		}
 	}
 	return st, nil
 }
@@ -400,7 +633,13 @@ func (s *State) Entries(start, end int64) ([][]byte, error) {
 func (s *State) Payload(index int64) []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.payloads[index]
+	if index < 0 || index >= s.tree.Size() {
+		return nil
+	}
+	// A read error returns nil too: a subscriber then reports the payload
+	// as withheld rather than receiving something unverified.
+	b, _, _ := s.db.get(indexKey(kPayload, index))
+	return b
 }
 
 // Checkpoint returns the (unsigned) checkpoint of the current ledger.
@@ -465,119 +704,86 @@ func DecodeEntry(leaf []byte) (*hashfedv1.LedgerEntry, *Statement, error) {
 }
 
 // snapshotMagic starts every snapshot; a future incompatible snapshot format
-// would use a different line. Version 2: entries (leaf, payload), then the
-// latest cosigned checkpoint (empty chunk if none).
-const snapshotMagic = "hashfed-state-v2\n"
+// would use a different line. Version 3: every key of the state database.
+const snapshotMagic = "hashfed-state-v3\n"
 
-// Snapshot captures the ledger as of now and returns a function that writes
-// it. The function may run while later commands are applied: the ledger is
-// append-only, so the first n entries never change.
+// Snapshot makes the state durable and captures it; the returned function
+// writes that capture (every key of the database) while later commands are
+// applied.
 func (s *State) Snapshot() (func(io.Writer) error, error) {
-	n := s.Size()
-	cp, _ := s.LatestCheckpoint()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	// Raft deletes the log entries a snapshot covers, so everything applied
+	// must be on disk first: commits do not wait for the disk.
+	if err := s.db.sync(); err != nil {
+		return nil, fmt.Errorf("syncing state database: %w", err)
+	}
+	snap := s.db.p.NewSnapshot()
 	return func(w io.Writer) error {
-		bw := bufio.NewWriter(w)
+		defer snap.Close()
+		bw := bufio.NewWriterSize(w, 1<<20)
 		bw.WriteString(snapshotMagic)
-		writeBytes(bw, binary.AppendUvarint(nil, uint64(n)))
-		const batch = 1024
-		for start := int64(0); start < n; start += batch {
-			leaves, err := s.Entries(start, min(start+batch, n))
-			if err != nil {
-				return err
-			}
-			for i, leaf := range leaves {
-				writeChunk(bw, leaf)
-				writeChunk(bw, s.Payload(start+int64(i)))
-			}
+		if err := dump(snap, bw); err != nil {
+			return err
 		}
-		writeChunk(bw, cp)
 		return bw.Flush()
 	}, nil
 }
 
-func writeBytes(w *bufio.Writer, b []byte) { w.Write(b) }
-
-func writeChunk(w *bufio.Writer, b []byte) {
-	w.Write(binary.AppendUvarint(nil, uint64(len(b))))
-	w.Write(b)
-}
-
-// Restore replaces the state with a snapshot written by [State.Snapshot].
-// Entries in a snapshot were verified when first applied; Restore rebuilds
-// the derived state from them without verifying signatures again.
-func (s *State) Restore(r io.Reader) error {
-	br := bufio.NewReader(r)
+// Restore replaces the state with a snapshot written by [State.Snapshot],
+// which holds commands up to Raft index index. It loads the snapshot into a
+// new database beside the current one and swaps them; a crash half-way
+// leaves the old database, which the node then brings up to date again.
+func (s *State) Restore(index uint64, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
 		return errors.New("restoring snapshot: not a hashfed state snapshot")
 	}
-	n, err := binary.ReadUvarint(br)
-	if err != nil {
-		return fmt.Errorf("restoring snapshot: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.reset(); err != nil {
+	tmp := s.dir + restoreSuffix
+	if err := s.fs.RemoveAll(tmp); err != nil {
 		return err
 	}
-	for i := uint64(0); i < n; i++ {
-		leaf, err := readChunk(br)
-		if err != nil {
-			return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
-		}
-		payload, err := readChunk(br)
-		if err != nil {
-			return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
-		}
-		e, st, err := DecodeEntry(leaf)
-		if err != nil {
-			return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
-		}
-		if g := e.GetGovernance(); g != nil {
-			act, err := PeekAct(g.Envelope)
-			if err != nil {
-				return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
-			}
-			if _, err := s.appendActLocked(leaf, act); err != nil {
-				return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
-			}
-			continue
-		}
-		if st == nil {
-			payload = nil
-		}
-		if _, err := s.appendLocked(leaf, payload, st); err != nil {
-			return fmt.Errorf("restoring snapshot entry %d: %w", i, err)
-		}
-	}
-	cp, err := readChunk(br)
+	d, err := openDB(s.fs, tmp, s.cache)
 	if err != nil {
-		return fmt.Errorf("restoring snapshot checkpoint: %w", err)
+		return err
 	}
-	if cp != nil {
-		c, err := s.checkCheckpointLocked(cp)
-		if err != nil {
-			return fmt.Errorf("restoring snapshot checkpoint: %w", err)
-		}
-		s.checkpoint, s.cpSize = cp, c.Size
+	read := func(b []byte) error { _, err := io.ReadFull(br, b); return err }
+	err = load(d.p, br, read)
+	if err == nil {
+		err = d.p.Set(metaKey(metaApplied), be64(index), pebble.Sync)
 	}
-	return nil
-}
+	if err == nil {
+		// Check it before it replaces anything.
+		d.size, err = d.countLeaves()
+	}
+	if err == nil {
+		_, err = s.inspect(d)
+	}
+	if err != nil {
+		d.close()
+		s.fs.RemoveAll(tmp)
+		return fmt.Errorf("restoring snapshot: %w", err)
+	}
+	if err := d.close(); err != nil {
+		return err
+	}
 
-func readChunk(r *bufio.Reader) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
+	s.mu.Lock()
+	if err := s.db.close(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	err = s.fs.RemoveAll(s.dir)
+	if err == nil {
+		err = s.fs.Rename(tmp, s.dir)
+	}
+	s.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("restoring snapshot: replacing %s: %w", s.dir, err)
 	}
-	if n > MaxPayloadSize+MaxEnvelopeSize {
-		return nil, fmt.Errorf("chunk of %d bytes is larger than any entry or payload", n)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, nil
-	}
-	return b, nil
+	return s.open()
 }

@@ -36,7 +36,7 @@ func TestStateApply(t *testing.T) {
 	steps := []step{
 		{"ngo", "ngo/csam", 1, []*hashfedv1.Signal{sig(federation.MD5, md5Hex(1), "A1"), sig(federation.PhotoDNA, photoDNA(1))}},
 		{"iwf", "iwf/list", 1, []*hashfedv1.Signal{sig(federation.PDQ, pdqHex(1))}},
-		{"ngo", "ngo/csam", 2, []*hashfedv1.Signal{sig(federation.MD5, md5Hex(1))}}, // the same value again, in a later contribution
+		{"ngo", "ngo/csam", 2, []*hashfedv1.Signal{sig(federation.MD5, md5Hex(3))}},
 		{"iwf", "iwf/list", 2, []*hashfedv1.Signal{sig(federation.MD5, md5Hex(2))}},
 	}
 	var contribs []*hashfedv1.Contribution
@@ -484,7 +484,7 @@ func TestStateDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, cmd := range cmds {
-		ra, rb := a.Apply(cmd), b.Apply(cmd)
+		ra, rb := a.Apply(a.AppliedIndex()+1, cmd), b.Apply(b.AppliedIndex()+1, cmd)
 		if !bytes.Equal(ra, rb) {
 			t.Fatalf("command %d: results differ: %s vs %s", i, ra, rb)
 		}
@@ -580,7 +580,7 @@ func TestStateSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cmd := range cmds {
-		orig.Apply(cmd)
+		orig.Apply(orig.AppliedIndex()+1, cmd)
 	}
 	snap := snapshotBytes(t, orig)
 
@@ -589,7 +589,7 @@ func TestStateSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := restored.Changed()
-	if err := restored.Restore(bytes.NewReader(snap)); err != nil {
+	if err := restored.Restore(1000, bytes.NewReader(snap)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	select {
@@ -613,14 +613,14 @@ func TestStateSnapshotRestore(t *testing.T) {
 	}
 
 	// Restoring replaces what was there: a state with more entries goes back.
-	if err := orig.Restore(bytes.NewReader(snap)); err != nil {
+	if err := orig.Restore(1000, bytes.NewReader(snap)); err != nil {
 		t.Fatal(err)
 	}
 	again, err := federation.NewState(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := again.Restore(bytes.NewReader(snap)); err != nil {
+	if err := again.Restore(uint64(len(cmds)), bytes.NewReader(snap)); err != nil {
 		t.Fatal(err)
 	}
 	sameState(t, orig, again)
@@ -652,7 +652,7 @@ func TestStateSnapshotIsPointInTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Restore(&buf); err != nil {
+	if err := r.Restore(1000, &buf); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := r.Checkpoint(); err != nil || got != want {
@@ -671,7 +671,7 @@ func TestStateSnapshotEmpty(t *testing.T) {
 	}
 	snap := snapshotBytes(t, s)
 	r := newStartedState(t, doc)
-	if err := r.Restore(bytes.NewReader(snap)); err != nil {
+	if err := r.Restore(1000, bytes.NewReader(snap)); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.Size(); got != 0 {
@@ -704,14 +704,14 @@ func TestStateRestoreRejects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := r.Restore(bytes.NewReader(tt.b)); err == nil {
+			if err := r.Restore(1000, bytes.NewReader(tt.b)); err == nil {
 				t.Fatalf("Restore(%q) succeeded with %d entries", tt.b, r.Size())
 			}
 		})
 	}
 
 	// A snapshot that is not one leaves the state alone.
-	if err := s.Restore(strings.NewReader("garbage")); err == nil {
+	if err := s.Restore(1000, strings.NewReader("garbage")); err == nil {
 		t.Fatal("Restore(garbage) succeeded")
 	}
 	if got := s.Size(); got != 2 {

@@ -139,6 +139,7 @@ func rejectStatus(err error) error {
 		federation.CodeAlreadyExists:      codes.AlreadyExists,
 		federation.CodeFailedPrecondition: codes.FailedPrecondition,
 		federation.CodeUnavailable:        codes.Unavailable,
+		federation.CodeInternal:           codes.Internal,
 	}[federation.CodeOf(err)]
 	if code == codes.OK {
 		code = codes.Internal

@@ -54,7 +54,7 @@ type Node struct {
 // Start starts a node: Raft, the state machine, the gRPC API and, if
 // configured, the HTTPS tile server. It returns once they are listening;
 // the federation may still be electing a leader.
-func Start(cfg Config) (*Node, error) {
+func Start(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -63,10 +63,18 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading genesis: %w", err)
 	}
-	state, err := federation.NewState(doc)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	state, err := federation.OpenState(filepath.Join(cfg.DataDir, "state"), doc, federation.StateOptions{})
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			state.Close()
+		}
+	}()
 	g := state.Genesis()
 
 	cert, err := certs.LoadKeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -297,6 +305,9 @@ func (n *Node) Close() error {
 		err = n.cons.Close()
 		n.wg.Wait()
 		n.cosigners.close()
+		if cerr := n.state.Close(); err == nil {
+			err = cerr
+		}
 		n.log.Info("node stopped")
 	})
 	return err
