@@ -48,15 +48,15 @@ type State struct {
 	// command without the lock (nothing else changes the state) and holds
 	// mu for writing while it commits the command and publishes the result.
 	// Readers hold it for reading, also while they read the database.
-	mu       sync.RWMutex
-	db       *db
-	tree     *ledger.Tree
-	applied  uint64            // Raft index of the last command applied
-	reg      *Registry         // orgs, keys and sets as of the ledger's end
-	trust    uint64            // counts changes to membership and CAs
-	next     map[seqKey]uint64 // next sequence number expected per (org, set)
-	changed  chan struct{}     // closed and replaced whenever the ledger or its checkpoint grows
-	closed   bool
+	mu      sync.RWMutex
+	db      *db
+	tree    *ledger.Tree
+	applied uint64            // Raft index of the last command applied
+	reg     *Registry         // orgs, keys and sets as of the ledger's end
+	trust   uint64            // counts changes to membership and CAs
+	next    map[seqKey]uint64 // next sequence number expected per (org, set)
+	changed chan struct{}     // closed and replaced whenever the ledger or its checkpoint grows
+	closed  bool
 
 	checkpoint []byte // latest published cosigned checkpoint (signed note)
 	cpSize     int64  // its size
