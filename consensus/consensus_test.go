@@ -165,6 +165,48 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 }
 
+// TestDurableStateMachineRestart restarts a node whose state machine kept
+// its state (as hashfed's on-disk state does): it must neither restore a
+// snapshot nor re-apply commands it holds, and must still catch up.
+func TestDurableStateMachineRestart(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *consensus.Config) {
+		cfg.SnapshotInterval = 100 * time.Millisecond
+		cfg.SnapshotThreshold = 5
+		cfg.TrailingLogs = 100
+	})
+	leader := c.leader()
+	follower := c.followers(leader)[0]
+	follower.durable = true
+	var want []string
+	applyN := func(n int) {
+		for range n {
+			cmd := fmt.Sprintf("cmd-%d", len(want))
+			want = append(want, cmd)
+			c.apply(leader, cmd)
+		}
+	}
+	applyN(10)
+	c.waitConverged(want)
+	waitFor(t, "the follower to take a snapshot", func() error {
+		if i := follower.node.LastSnapshotIndex(); i == 0 {
+			return errors.New("no snapshot yet")
+		}
+		return nil
+	})
+	applyN(5) // beyond the snapshot, still in the log
+	c.waitConverged(want)
+	c.stop(follower)
+	applyN(5) // missed while down
+	c.restart(follower)
+	c.waitConverged(want)
+	if n := follower.fsm.restoreCount(); n != 0 {
+		t.Errorf("a durable state machine was restored from a snapshot %d time(s) on restart", n)
+	}
+	if n := follower.fsm.repeatCount(); n != 0 {
+		t.Errorf("%d command(s) the durable state machine held were applied again on restart", n)
+	}
+}
+
 func TestJoinNonVoterThroughFollower(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.leader()

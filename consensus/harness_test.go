@@ -119,6 +119,7 @@ type testNode struct {
 	bootstrap     []consensus.Peer
 	cert          tls.Certificate
 	fsm           *listFSM
+	durable       bool            // restarts keep fsm (see testCluster.start)
 	node          *consensus.Node // nil while stopped
 }
 
@@ -202,10 +203,13 @@ func (c *testCluster) addNode(id string, ln net.Listener, bootstrap []consensus.
 }
 
 // start starts tn on ln with a new, empty state machine, as a restarted
-// process would have.
+// process would have, unless tn.durable: then its state machine keeps what
+// it held, as one that stores its state on disk does.
 func (c *testCluster) start(tn *testNode, ln net.Listener) {
 	c.t.Helper()
-	tn.fsm = &listFSM{}
+	if !tn.durable || tn.fsm == nil {
+		tn.fsm = &listFSM{}
+	}
 	cfg := consensus.Config{
 		ID:                 tn.id,
 		DataDir:            tn.dir,

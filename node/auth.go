@@ -42,8 +42,10 @@ var anyMember = policy{}
 // policies lists every method the node serves. A method missing here is
 // refused: authorisation is default-deny.
 var policies = map[string]policy{
-	hashfedv1.PublishService_Publish_FullMethodName:         {roles: []federation.Role{federation.RolePublisher}},
-	hashfedv1.PublishService_GetNextSequence_FullMethodName: {roles: []federation.Role{federation.RolePublisher}},
+	// Publishers add, retract and relabel; subscribers publish feedback on
+	// sets they read. The state machine checks which op each org may use.
+	hashfedv1.PublishService_Publish_FullMethodName:         {roles: []federation.Role{federation.RolePublisher, federation.RoleSubscriber}},
+	hashfedv1.PublishService_GetNextSequence_FullMethodName: {roles: []federation.Role{federation.RolePublisher, federation.RoleSubscriber}},
 	// Every member may stream the ledger; payload values go only to the
 	// orgs each set names as readers (checked per entry).
 	hashfedv1.SubscribeService_Subscribe_FullMethodName:        anyMember,
@@ -58,6 +60,11 @@ var policies = map[string]policy{
 	hashfedv1.LedgerService_GetReceipt_FullMethodName:                      anyMember,
 	hashfedv1.GovernanceService_Submit_FullMethodName:                      {roles: []federation.Role{federation.RoleOperator}},
 	hashfedv1.GovernanceService_GetRegistry_FullMethodName:                 anyMember,
+	// Any member may describe a set; who sees its signals (readers with
+	// values, auditors with digests) is checked per set in the handler.
+	hashfedv1.SetService_GetSet_FullMethodName:       anyMember,
+	hashfedv1.SetService_ListSignals_FullMethodName:  anyMember,
+	hashfedv1.SetService_LookupSignal_FullMethodName: anyMember,
 	healthpb.Health_Check_FullMethodName:                                   anyMember,
 	healthpb.Health_Watch_FullMethodName:                                   anyMember,
 	healthpb.Health_List_FullMethodName:                                    anyMember,
