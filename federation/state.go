@@ -43,6 +43,7 @@ type State struct {
 	fs      vfs.FS
 	dir     string
 	cache   int64
+	mirror  bool // a subscriber's mirror: statements may come without payload
 
 	// mu guards everything below. Apply is the only writer: it validates a
 	// command without the lock (nothing else changes the state) and holds
@@ -360,11 +361,13 @@ func (s *State) Apply(index uint64, cmd []byte) []byte {
 			TimeUnixNano: c.TimeUnixNano,
 			Kind:         &hashfedv1.LedgerEntry_Statement{Statement: &hashfedv1.StatementEntry{Envelope: op.Contribution.Envelope}},
 		}, func(idx int64) func() {
-			s.db.set(indexKey(kPayload, idx), payload)
 			k := seqKey{st.Org, st.Set}
 			s.db.set(append(append(append([]byte{kSequence}, st.Org...), 0), st.Set...), be64(st.Sequence+1))
-			if err := s.writeChangeLocked(st, p, idx); err != nil {
-				panic(fmt.Sprintf("hashfed: state database failed while applying command %d: %v", index, err))
+			if p != nil {
+				s.db.set(indexKey(kPayload, idx), payload)
+				if err := s.writeChangeLocked(st, p, idx); err != nil {
+					panic(fmt.Sprintf("hashfed: state database failed while applying command %d: %v", index, err))
+				}
 			}
 			return func() { s.next[k] = st.Sequence + 1 }
 		})
@@ -466,6 +469,11 @@ func (s *State) checkContributionLocked(c *hashfedv1.Contribution) (*Statement, 
 	st, err := s.checkStatementLocked(c)
 	if err != nil {
 		return nil, nil, err
+	}
+	if s.mirror && len(c.Payload) == 0 {
+		// A mirror receives values only of the sets it reads; it keeps the
+		// other statements (verified above) and no state of their sets.
+		return st, nil, nil
 	}
 	p, err := CheckPayload(st, c.Payload)
 	if err != nil {
