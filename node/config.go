@@ -22,7 +22,8 @@ type Config struct {
 	// NodeID is this node's ID: as listed in the genesis, and the name in the
 	// node certificate's identity (spiffe://<org>/node/<id>).
 	NodeID string `yaml:"node_id"`
-	// DataDir holds the Raft log, stable store and snapshots, e.g. "/var/lib/hashfed".
+	// DataDir holds the Raft log and snapshots (raft/) and the state database
+	// (state/), e.g. "/var/lib/hashfed".
 	DataDir string `yaml:"data_dir"`
 	// APIListen is the address the gRPC API listens on, e.g. ":7400".
 	// Empty means the node's api_address in the genesis.
