@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -144,27 +145,72 @@ func decodeVerdict(b []byte) (string, error) {
 }
 
 // checkChangeStateLocked checks a verified change against the set's current
-// state: added signals must be new, the others must be in the set.
+// state: added signals must be new, the others must be in the set. It looks
+// the signals up in key order through one iterator, which costs far less
+// than a point lookup each; a violation is reported for the first signal in
+// payload order.
 func (s *State) checkChangeStateLocked(st *Statement, p *hashfedv1.Payload) error {
+	prefix := setPrefix(kSignal, st.Set)
+	type lookup struct {
+		key []byte
+		i   int
+	}
+	ls := make([]lookup, len(p.Signals))
 	for i, sig := range p.Signals {
 		k, err := signalKey(sig.Type, sig.Value)
 		if err != nil {
 			return reject(CodeInvalid, "signal %d: %v", i, err)
 		}
-		rec, present, err := s.db.get(append(setPrefix(kSignal, st.Set), k...))
+		ls[i] = lookup{append(slices.Clip(prefix), k...), i}
+	}
+	bad, badAdded := -1, int64(0)
+	found := func(l lookup, rec []byte, present bool) {
+		if present == (st.Op == OpAdd) && (bad < 0 || l.i < bad) {
+			bad = l.i
+			if present {
+				badAdded, _, _, _ = decodeSignal(rec)
+			}
+		}
+	}
+	if len(ls) <= 8 {
+		// Point lookups (with bloom filters) beat setting up an iterator.
+		for _, l := range ls {
+			rec, present, err := s.db.get(l.key)
+			if err != nil {
+				return reject(CodeInternal, "reading set %q: %v", st.Set, err)
+			}
+			found(l, rec, present)
+		}
+	} else {
+		slices.SortFunc(ls, func(a, b lookup) int { return bytes.Compare(a.key, b.key) })
+		if s.db.closed {
+			return reject(CodeInternal, "%v", errClosed)
+		}
+		it, err := s.db.p.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 		if err != nil {
 			return reject(CodeInternal, "reading set %q: %v", st.Set, err)
 		}
-		t, _ := SignalTypeFromProto(sig.Type)
-		switch {
-		case st.Op == OpAdd && present:
-			added, _, _, _ := decodeSignal(rec)
-			return reject(CodeAlreadyExists, "signal %d (%s %s) is already in set %q, added at entry %d: relabel it instead of adding it again", i, t, short(sig.Value), st.Set, added)
-		case st.Op != OpAdd && !present:
-			return reject(CodeNotFound, "signal %d (%s %s) is not in set %q: a %s needs signals the set holds", i, t, short(sig.Value), st.Set, st.Op)
+		for _, l := range ls {
+			present := it.SeekGE(l.key) && bytes.Equal(it.Key(), l.key)
+			var rec []byte
+			if present {
+				rec = it.Value()
+			}
+			found(l, rec, present)
+		}
+		if err := it.Close(); err != nil {
+			return reject(CodeInternal, "reading set %q: %v", st.Set, err)
 		}
 	}
-	return nil
+	if bad < 0 {
+		return nil
+	}
+	sig := p.Signals[bad]
+	t, _ := SignalTypeFromProto(sig.Type)
+	if st.Op == OpAdd {
+		return reject(CodeAlreadyExists, "signal %d (%s %s) is already in set %q, added at entry %d: relabel it instead of adding it again", bad, t, short(sig.Value), st.Set, badAdded)
+	}
+	return reject(CodeNotFound, "signal %d (%s %s) is not in set %q: a %s needs signals the set holds", bad, t, short(sig.Value), st.Set, st.Op)
 }
 
 // writeChangeLocked adds a checked change's effects to the current batch.

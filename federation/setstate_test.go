@@ -140,6 +140,13 @@ func TestStateChangeRejects(t *testing.T) {
 
 	absent := []*hashfedv1.Signal{sig(federation.MD5, md5Hex(9))}
 	present := []*hashfedv1.Signal{sig(federation.MD5, md5Hex(1))}
+	// Twelve signals are looked up through an iterator rather than one by one.
+	var manyLastPresent, manyTwoAbsent []*hashfedv1.Signal
+	for i := range 11 {
+		manyLastPresent = append(manyLastPresent, sig(federation.MD5, md5Hex(100+i)))
+	}
+	manyLastPresent = append(manyLastPresent, present...)
+	manyTwoAbsent = append(append(manyTwoAbsent, present...), sig(federation.MD5, md5Hex(200)), sig(federation.MD5, md5Hex(201)))
 	for _, tt := range []struct {
 		name string
 		cmd  []byte
@@ -147,6 +154,8 @@ func TestStateChangeRejects(t *testing.T) {
 		msg  string
 	}{
 		{"add a signal the set holds", change(t, ngo, "ngo/csam", 2, federation.Change{Op: federation.OpAdd, Signals: present}), federation.CodeAlreadyExists, "is already in set"},
+		{"add twelve, the last already held", change(t, ngo, "ngo/csam", 2, federation.Change{Op: federation.OpAdd, Signals: manyLastPresent}), federation.CodeAlreadyExists, "signal 11 (md5 " + md5Hex(1)},
+		{"retract twelve, two not held", change(t, ngo, "ngo/csam", 2, federation.Change{Op: federation.OpRetract, Reason: "x", Signals: append(slices.Clone(manyTwoAbsent), manyLastPresent[:9]...)}), federation.CodeNotFound, "signal 1 (md5 " + md5Hex(200)},
 		{"retract a signal the set lacks", change(t, ngo, "ngo/csam", 2, federation.Change{Op: federation.OpRetract, Reason: "x", Signals: absent}), federation.CodeNotFound, "is not in set"},
 		{"relabel a signal the set lacks", change(t, ngo, "ngo/csam", 2, federation.Change{Op: federation.OpRelabel, Signals: absent}), federation.CodeNotFound, "is not in set"},
 		{"feedback on a signal the set lacks", change(t, techco, "ngo/csam", 1, federation.Change{Op: federation.OpFeedback, Verdict: federation.VerdictDisputed, Signals: absent}), federation.CodeNotFound, "is not in set"},

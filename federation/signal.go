@@ -48,10 +48,17 @@ func (t SignalType) Proto() hashfedv1.SignalType { return typeToProto[t] }
 
 // SignalTypeFromProto maps a wire enum back to a SignalType.
 func SignalTypeFromProto(p hashfedv1.SignalType) (SignalType, error) {
-	for t, v := range typeToProto {
-		if v == p {
-			return t, nil
-		}
+	switch p {
+	case hashfedv1.SignalType_SIGNAL_TYPE_MD5:
+		return MD5, nil
+	case hashfedv1.SignalType_SIGNAL_TYPE_SHA1:
+		return SHA1, nil
+	case hashfedv1.SignalType_SIGNAL_TYPE_SHA256:
+		return SHA256, nil
+	case hashfedv1.SignalType_SIGNAL_TYPE_PDQ:
+		return PDQ, nil
+	case hashfedv1.SignalType_SIGNAL_TYPE_PHOTODNA:
+		return PhotoDNA, nil
 	}
 	return "", fmt.Errorf("unknown signal type %d", int32(p))
 }
