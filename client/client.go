@@ -112,31 +112,6 @@ func (c *Client) Identity() certs.Identity { return c.identity }
 // Conn returns the underlying gRPC connection.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
-// A PublishResult says where a contribution landed.
-type PublishResult struct {
-	Index     int64
-	TreeSize  int64
-	Statement *federation.Statement
-}
-
-// Publish signs signals as the next contribution of the signer's org to set
-// and submits it. issuedAt is the publisher's informative timestamp.
-func (c *Client) Publish(ctx context.Context, signer *federation.Signer, set string, signals []*hashfedv1.Signal, issuedAt string) (*PublishResult, error) {
-	seq, err := c.Publisher.GetNextSequence(ctx, &hashfedv1.GetNextSequenceRequest{Set: set})
-	if err != nil {
-		return nil, Explain(err)
-	}
-	contrib, st, err := federation.BuildContribution(signer, c.genesis.Federation, set, seq.GetSequence(), signals, issuedAt)
-	if err != nil {
-		return nil, err
-	}
-	res, err := c.Publisher.Publish(ctx, &hashfedv1.PublishRequest{Contribution: contrib})
-	if err != nil {
-		return nil, Explain(err)
-	}
-	return &PublishResult{Index: res.GetIndex(), TreeSize: res.GetTreeSize(), Statement: st}, nil
-}
-
 // Explain adds a hint to errors whose cause a user may not see from the status
 // alone. A node that refuses a client certificate closes the connection
 // during the TLS 1.3 handshake, which the client sees as a reset, a broken

@@ -3,9 +3,16 @@ package client
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hashfed/hashfed/federation"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
@@ -17,98 +24,436 @@ type Update struct {
 	Index int64
 	Entry *hashfedv1.LedgerEntry
 	// Statement is set for statement entries, verified against its org's key.
+	// Statement.Op says what the contribution does: [federation.OpAdd],
+	// [federation.OpRetract] (a tombstone: Signals are the signals taken out
+	// of the set), [federation.OpRelabel] or [federation.OpFeedback].
 	Statement *federation.Statement
 	// Act is set for governance entries, verified and applied.
 	Act *federation.Act
-	// Signals are the statement's values, checked against its digest; nil when
-	// the node sent no payload (a set the caller does not read or did not ask for).
-	// For a retraction they are the tombstones: the signals taken out of the set.
+	// Signals are the statement's values that the subscription selects (see
+	// [SubscribeOptions.Types] and [SubscribeOptions.Labels]), checked
+	// against its digest; nil when the node sent no payload (a set the
+	// caller does not read or did not ask for, or a statement the filters
+	// leave out). For a retraction they are the tombstones: the signals taken
+	// out of the set.
 	Signals []*hashfedv1.Signal
+	// Payload is the statement's whole payload, checked against its digest,
+	// before the subscription's filters narrowed it to Signals; nil when the
+	// node sent none.
+	Payload *hashfedv1.Payload
 	// Reason is the payload's reason (a retraction's, or a relabel's or a
 	// feedback's note).
 	Reason string
 }
 
+// SubscribeOptions say which values a subscription delivers. Every entry
+// arrives whatever the options, so the cursor advances through all of them;
+// the options choose which statements come with their payload, and which of
+// a payload's signals [Update.Signals] keeps. The node applies the same rule
+// to the signed statement, so the client checks that every payload the node
+// left out was left out rightly.
+type SubscribeOptions struct {
+	// Sets are the sets whose values to receive; empty: every set the
+	// caller's org reads. A set the org may not read fails the subscription
+	// with PermissionDenied naming it, an unknown set with NotFound.
+	Sets []string
+	// Types, if not empty, selects the signals of these types: a statement
+	// holding none of them comes without payload.
+	Types []federation.SignalType
+	// Labels, if not empty, selects the added signals carrying at least one
+	// of these labels: an add carrying none of them comes without payload.
+	// Retractions, relabels and feedback are never filtered by label: a
+	// retraction or a relabel (which may move a signal out of the labels
+	// followed) must reach everyone who may hold its signals.
+	Labels []string
+	// StopAtEnd ends the subscription, without error, once every entry
+	// committed before the call (through any node) has been passed to fn.
+	// Otherwise it follows new entries until ctx ends.
+	StopAtEnd bool
+}
+
+// check validates the options and the cursor before anything is sent.
+func (o SubscribeOptions) check(cursor int64) error {
+	if cursor < 0 {
+		return fmt.Errorf("cursor %d is negative: the first entry is 0, and a subscriber that processed entry i resumes from i+1", cursor)
+	}
+	for _, t := range o.Types {
+		if _, err := federation.ParseSignalType(string(t)); err != nil {
+			return fmt.Errorf("subscription filter: %w", err)
+		}
+	}
+	for _, l := range o.Labels {
+		if l == "" {
+			return errors.New("subscription filter: an empty label")
+		}
+	}
+	return nil
+}
+
+func (o SubscribeOptions) request(cursor int64) *hashfedv1.SubscribeRequest {
+	req := &hashfedv1.SubscribeRequest{Cursor: cursor, Sets: o.Sets, StopAtEnd: o.StopAtEnd, Labels: o.Labels}
+	for _, t := range o.Types {
+		req.Types = append(req.Types, t.Proto())
+	}
+	return req
+}
+
+// selects reports whether the options select st's payload, given that the
+// caller's org reads its set. It is the node's rule, judged on the signed
+// statement.
+func (o SubscribeOptions) selects(st *federation.Statement) bool {
+	if len(o.Sets) > 0 && !slices.Contains(o.Sets, st.Set) {
+		return false
+	}
+	if len(o.Types) > 0 && !slices.ContainsFunc(st.Types, func(t string) bool { return slices.Contains(o.Types, federation.SignalType(t)) }) {
+		return false
+	}
+	if len(o.Labels) > 0 && labelled(st.Op) && !slices.ContainsFunc(st.Labels, func(l string) bool { return slices.Contains(o.Labels, l) }) {
+		return false
+	}
+	return true
+}
+
+// keeps reports whether the options keep one signal of a statement of op.
+func (o SubscribeOptions) keeps(op string, s *hashfedv1.Signal) bool {
+	if len(o.Types) > 0 {
+		t, _ := federation.SignalTypeFromProto(s.GetType())
+		if !slices.Contains(o.Types, t) {
+			return false
+		}
+	}
+	if len(o.Labels) > 0 && labelled(op) && !slices.ContainsFunc(s.GetLabels(), func(l string) bool { return slices.Contains(o.Labels, l) }) {
+		return false
+	}
+	return true
+}
+
+// labelled reports whether a label filter applies to statements of op.
+func labelled(op string) bool { return op == federation.OpAdd }
+
 // Subscribe streams entries from cursor on and calls fn with each, in ledger
 // order, after verifying it. It stops when ctx ends, the stream fails, or fn
 // returns an error (io.EOF from fn stops it without error). Any entry that
 // fails verification stops the stream with an error naming the entry.
+//
+// It is [Client.Follow] with only [SubscribeOptions.Sets] set.
 func (c *Client) Subscribe(ctx context.Context, cursor int64, sets []string, fn func(*Update) error) error {
-	return c.subscribe(ctx, &hashfedv1.SubscribeRequest{Cursor: cursor, Sets: sets}, fn)
+	return c.Follow(ctx, cursor, SubscribeOptions{Sets: sets}, fn)
 }
 
 // CatchUp is Subscribe that returns nil once every entry committed before the
 // call (through any node) has been passed to fn.
 func (c *Client) CatchUp(ctx context.Context, cursor int64, sets []string, fn func(*Update) error) error {
-	return c.subscribe(ctx, &hashfedv1.SubscribeRequest{Cursor: cursor, Sets: sets, StopAtEnd: true}, fn)
+	return c.Follow(ctx, cursor, SubscribeOptions{Sets: sets, StopAtEnd: true}, fn)
 }
 
-func (c *Client) subscribe(ctx context.Context, req *hashfedv1.SubscribeRequest, fn func(*Update) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	reg, seqs, err := c.replay(ctx, req.GetCursor())
-	if err != nil {
+// Follow streams entries from cursor on and calls fn with each, in ledger
+// order, after verifying it, with the values opts selects. It stops when ctx
+// ends, when fn returns an error (io.EOF from fn stops it without error),
+// with opts.StopAtEnd once caught up, or when the stream fails: any entry
+// that fails verification stops it with an error naming the entry, and so
+// does a failure of the node. A [Follower] moves to another node instead.
+func (c *Client) Follow(ctx context.Context, cursor int64, opts SubscribeOptions, fn func(*Update) error) error {
+	if err := opts.check(cursor); err != nil {
 		return err
 	}
-	// A catch-up must reach at least the latest checkpoint a majority of
-	// voting orgs cosigned, or the node ended the stream early.
-	var mustReach int64
-	if req.GetStopAtEnd() {
+	s := newSubscription(c, cursor, opts, fn)
+	_, err := s.attempt(ctx, c)
+	var nf *nodeFailure
+	if errors.As(err, &nf) {
+		return nf.err
+	}
+	return err
+}
+
+// A Follower follows the ledger through any of several nodes of one
+// federation. When its node fails, or the connection to it does, it resumes
+// on another node from the entry after the last one passed to fn, keeping
+// what it has verified (the registry and every (org, set) contribution
+// number), so fn sees every entry exactly once, in ledger order, however
+// often it moves.
+//
+// It moves for failures that are not the caller's: the node is unavailable
+// or shutting down, or the connection broke or timed out. A refusal
+// (PermissionDenied, NotFound, InvalidArgument, OutOfRange), an entry that
+// fails verification, a node that serves a gap or a repeat, and an error
+// from fn end [Follower.Follow] instead.
+type Follower struct {
+	// Clients are connections to nodes of the same federation, made with
+	// the same genesis and identity. Follow starts with the first and moves
+	// round them in order.
+	Clients []*Client
+	// Log receives one line each time the follower moves to another node
+	// (or, with one client, reconnects); nil logs nothing.
+	Log *slog.Logger
+	// Attempts is how many connection attempts in a row may fail before
+	// Follow gives up; an attempt that the node accepts starts the count
+	// afresh. Zero means 5 for each client; negative: never give up (until
+	// ctx ends).
+	Attempts int
+	// MaxBackoff bounds the pause between attempts. The first move after
+	// progress is immediate; each further failure without an entry in
+	// between doubles the pause, from 250ms up to MaxBackoff (zero: 5s).
+	MaxBackoff time.Duration
+}
+
+// Follow is [Client.Follow] through f's nodes, moving to the next one when
+// a node fails.
+func (f *Follower) Follow(ctx context.Context, cursor int64, opts SubscribeOptions, fn func(*Update) error) error {
+	if len(f.Clients) == 0 {
+		return errors.New("follower: no nodes to follow")
+	}
+	for _, c := range f.Clients[1:] {
+		if !bytes.Equal(c.doc, f.Clients[0].doc) || c.identity != f.Clients[0].identity {
+			return fmt.Errorf("follower: the client for %s has another genesis or identity than the one for %s", c.conn.Target(), f.Clients[0].conn.Target())
+		}
+	}
+	if err := opts.check(cursor); err != nil {
+		return err
+	}
+	attempts := f.Attempts
+	if attempts == 0 {
+		attempts = 5 * len(f.Clients)
+	}
+	maxBackoff := f.MaxBackoff
+	if maxBackoff <= 0 {
+		maxBackoff = 5 * time.Second
+	}
+	s := newSubscription(f.Clients[0], cursor, opts, fn)
+	var (
+		failed  int           // attempts in a row the node did not accept
+		backoff time.Duration // pause before the next attempt
+	)
+	for i := 0; ; i = (i + 1) % len(f.Clients) {
+		c := f.Clients[i]
+		before := s.next
+		accepted, err := s.attempt(ctx, c)
+		var nf *nodeFailure
+		if !errors.As(err, &nf) {
+			return err
+		}
+		if accepted {
+			failed = 0
+		} else if failed++; attempts > 0 && failed >= attempts {
+			return fmt.Errorf("no node could serve the subscription from entry %d (%d attempts in a row failed; the last, on %s): %w", s.resumeAt(), failed, nf.node, nf.err)
+		}
+		if s.next > before {
+			backoff = 0
+		}
+		to := f.Clients[(i+1)%len(f.Clients)]
+		if f.Log != nil {
+			f.Log.WarnContext(ctx, "subscription: node failed, resuming on another node", "failed", nf.node, "next", to.conn.Target(), "cursor", s.resumeAt(), "pause", backoff, "err", nf.err)
+		}
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+		}
+		backoff = min(max(2*backoff, 250*time.Millisecond), maxBackoff)
+	}
+}
+
+// A nodeFailure is a failure of one node or of the connection to it, which
+// another node, or the same one later, may not share.
+type nodeFailure struct {
+	node string
+	err  error
+}
+
+func (e *nodeFailure) Error() string { return e.err.Error() }
+func (e *nodeFailure) Unwrap() error { return e.err }
+
+// nodeError classifies err, from a call to the node c: a failure of the
+// node or the connection becomes a *nodeFailure; anything else (a refusal,
+// or the caller's own ctx ending) is returned as it is. Before the node
+// accepted the subscription (connected false), a failure may be a refused
+// handshake, and gets [Explain]'s hints.
+func nodeError(ctx context.Context, c *Client, err error, connected bool) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if !connected {
+		err = Explain(err)
+	}
+	if s, ok := status.FromError(err); ok {
+		switch s.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Canceled:
+			return &nodeFailure{node: c.conn.Target(), err: err}
+		case codes.Internal:
+			// A stream cut by a dying peer can end with an HTTP/2 reset.
+			if strings.Contains(s.Message(), "RST_STREAM") {
+				return &nodeFailure{node: c.conn.Target(), err: err}
+			}
+		}
+	}
+	return err
+}
+
+// A subscription is what one Follow has verified so far; it carries over
+// from one node to the next.
+type subscription struct {
+	genesis *Client // for the genesis and the caller's identity
+	opts    SubscribeOptions
+	fn      func(*Update) error
+	// cursor is the first entry for fn; entries before it are verified
+	// (statements only) to rebuild the registry and the sequences.
+	cursor int64
+	// next is the next entry to verify: [0, next) are, and those from
+	// cursor on were passed to fn.
+	next int64
+	reg  *federation.Registry
+	seqs sequences
+	// mustReach is the size of the latest checkpoint cosigned by a majority
+	// of voting orgs seen at the start of a catch-up: a node that ends the
+	// catch-up before it cut the stream short.
+	mustReach int64
+}
+
+func newSubscription(c *Client, cursor int64, opts SubscribeOptions, fn func(*Update) error) *subscription {
+	return &subscription{genesis: c, opts: opts, fn: fn, cursor: cursor, reg: federation.NewRegistry(c.genesis), seqs: sequences{}}
+}
+
+// resumeAt is the first entry the subscription has not passed to fn.
+func (s *subscription) resumeAt() int64 { return max(s.next, s.cursor) }
+
+// attempt runs the subscription on c's node until it ends: nil once done
+// (caught up, or fn returned io.EOF), a *nodeFailure if the node or the
+// connection failed, any other error if the subscription must end.
+// accepted reports whether the node accepted the subscription request.
+func (s *subscription) attempt(ctx context.Context, c *Client) (accepted bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.opts.StopAtEnd {
+		// Before the stream: the node's end of the catch-up must cover
+		// the checkpoint.
 		r, err := c.Ledger.GetCheckpoint(ctx, &hashfedv1.GetCheckpointRequest{})
 		if err != nil {
-			return Explain(err)
+			return false, nodeError(ctx, c, err, false)
 		}
-		sc, err := CheckpointPolicy{}.accept(c.genesis, r.GetSignedCheckpoint())
+		sc, err := CheckpointPolicy{}.accept(s.genesis.genesis, r.GetSignedCheckpoint())
 		if err != nil {
-			return fmt.Errorf("the node's checkpoint: %w", err)
+			return false, fmt.Errorf("the checkpoint of node %s: %w", c.conn.Target(), err)
 		}
-		mustReach = sc.Size
+		s.mustReach = max(s.mustReach, sc.Size)
 	}
-	stream, err := c.Subscriber.Subscribe(ctx, req)
+	// The node checks the cursor (catching up with the leader if it is past
+	// its end) and the filters before it accepts.
+	stream, err := c.Subscriber.Subscribe(ctx, s.opts.request(s.resumeAt()))
 	if err != nil {
-		return Explain(err)
+		return false, nodeError(ctx, c, err, false)
 	}
-	next := req.GetCursor()
+	md, err := stream.Header()
+	if err != nil {
+		return false, nodeError(ctx, c, err, false)
+	}
+	if md == nil {
+		// The stream ended before the node accepted it: Recv has its status.
+		if _, err := stream.Recv(); err != io.EOF {
+			if err == nil {
+				err = fmt.Errorf("node %s sent an entry before accepting the subscription", c.conn.Target())
+			}
+			return false, nodeError(ctx, c, err, false)
+		}
+	}
+	accepted = true
+	if err := s.replay(ctx, c, true); err != nil {
+		return true, err
+	}
 	for {
 		msg, err := stream.Recv()
-		if err == io.EOF && req.GetStopAtEnd() {
-			if next < mustReach {
-				return fmt.Errorf("node ended the catch-up at entry %d, before the %d entries of its cosigned checkpoint", next, mustReach)
+		if err == io.EOF {
+			if !s.opts.StopAtEnd {
+				return true, &nodeFailure{node: c.conn.Target(), err: fmt.Errorf("node %s ended the stream at entry %d without an error", c.conn.Target(), s.next)}
 			}
-			return nil
+			if s.next < s.mustReach {
+				return true, fmt.Errorf("node %s ended the catch-up at entry %d, before the %d entries of its cosigned checkpoint", c.conn.Target(), s.next, s.mustReach)
+			}
+			return true, nil
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return Explain(err)
+			return true, nodeError(ctx, c, err, true)
 		}
-		if msg.GetIndex() != next {
-			return fmt.Errorf("node sent entry %d where entry %d was due: refusing a gap or repeat", msg.GetIndex(), next)
+		if msg.GetIndex() != s.next {
+			return true, fmt.Errorf("node sent entry %d where entry %d was due: refusing a gap or repeat (node %s)", msg.GetIndex(), s.next, c.conn.Target())
 		}
-		u, err := c.VerifyEntry(reg, msg.GetIndex(), msg.GetEntry(), msg.GetPayload())
+		u, err := s.verify(msg.GetIndex(), msg.GetEntry(), msg.GetPayload())
 		if err != nil {
-			return err
+			return true, err
 		}
-		if st := u.Statement; st != nil {
-			// Contributions are numbered per (org, set): a dropped, replayed
-			// or renumbered one breaks the sequence.
-			if err := seqs.advance(st); err != nil {
-				return fmt.Errorf("entry %d: %w", u.Index, err)
-			}
-			wanted := len(req.GetSets()) == 0 || slices.Contains(req.GetSets(), st.Set)
-			if wanted && u.Signals == nil && reg.CanRead(c.identity.Org, st.Set) {
-				return fmt.Errorf("entry %d: the node withheld the payload of %s's contribution %d to %s, which your org reads", u.Index, st.Org, st.Sequence, st.Set)
-			}
-		}
-		if err := fn(u); err != nil {
+		if err := s.fn(u); err != nil {
 			if err == io.EOF {
-				return nil
+				return true, nil
 			}
-			return err
+			return true, err
 		}
-		next++
+		s.next++
 	}
+}
+
+// replay verifies entries [next, cursor) as served by c's node, statements
+// only, to bring the registry and contribution numbers up to the cursor.
+// Governance acts need real operator signatures, so a node can at worst
+// withhold one, which makes later statements fail to verify: it fails
+// closed, and cannot slip in a key of its own. connected says whether the
+// node already accepted a call on this connection (see nodeError).
+func (s *subscription) replay(ctx context.Context, c *Client, connected bool) error {
+	for s.next < s.cursor {
+		end := min(s.cursor, s.next+maxEntriesPerCall)
+		r, err := c.Ledger.GetEntries(ctx, &hashfedv1.GetEntriesRequest{Start: s.next, End: end})
+		if err != nil {
+			return nodeError(ctx, c, err, connected)
+		}
+		if len(r.GetEntries()) == 0 {
+			return fmt.Errorf("node %s returned no entries for [%d, %d)", c.conn.Target(), s.next, end)
+		}
+		for _, leaf := range r.GetEntries() {
+			if s.next == end {
+				return fmt.Errorf("node %s returned more entries than asked for [%d, %d)", c.conn.Target(), s.next, end)
+			}
+			if _, err := s.verify(s.next, leaf, nil); err != nil {
+				return err
+			}
+			s.next++
+		}
+	}
+	return nil
+}
+
+// verify checks entry index against the subscription's state and advances
+// it: the registry, the contribution numbers, and (from the cursor on) that
+// the node sent every payload it should have. It returns the update with
+// Signals narrowed to what the options select.
+func (s *subscription) verify(index int64, leaf, payload []byte) (*Update, error) {
+	u, err := s.genesis.VerifyEntry(s.reg, index, leaf, payload)
+	if err != nil {
+		return nil, err
+	}
+	st := u.Statement
+	if st == nil {
+		return u, nil
+	}
+	// Contributions are numbered per (org, set): a dropped, replayed or
+	// renumbered one breaks the sequence.
+	if err := s.seqs.advance(st); err != nil {
+		return nil, fmt.Errorf("entry %d: %w", u.Index, err)
+	}
+	if index < s.cursor {
+		return u, nil
+	}
+	if u.Payload == nil && s.opts.selects(st) && s.reg.CanRead(s.genesis.identity.Org, st.Set) {
+		return nil, fmt.Errorf("entry %d: the node withheld the payload of %s's contribution %d to %s, which your org reads and this subscription selects", u.Index, st.Org, st.Sequence, st.Set)
+	}
+	if u.Payload != nil && (len(s.opts.Types) > 0 || len(s.opts.Labels) > 0) {
+		u.Signals = nil
+		for _, sig := range u.Payload.GetSignals() {
+			if s.opts.keeps(st.Op, sig) {
+				u.Signals = append(u.Signals, sig)
+			}
+		}
+	}
+	return u, nil
 }
 
 // sequences tracks the next contribution number per (org, set).
@@ -122,38 +467,6 @@ func (s sequences) advance(st *federation.Statement) error {
 	}
 	s[k] = want + 1
 	return nil
-}
-
-// replay verifies entries [0, cursor) as served by the node, statements
-// only, and returns the registry and contribution numbers as of cursor.
-// Governance acts need real operator signatures, so a node can at worst
-// withhold one, which makes later statements fail to verify: it fails
-// closed, and cannot slip in a key of its own.
-func (c *Client) replay(ctx context.Context, cursor int64) (*federation.Registry, sequences, error) {
-	reg, seqs := federation.NewRegistry(c.genesis), sequences{}
-	for start := int64(0); start < cursor; {
-		end := min(cursor, start+maxEntriesPerCall)
-		r, err := c.Ledger.GetEntries(ctx, &hashfedv1.GetEntriesRequest{Start: start, End: end})
-		if err != nil {
-			return nil, nil, Explain(err)
-		}
-		if len(r.GetEntries()) == 0 {
-			return nil, nil, fmt.Errorf("node returned no entries for [%d, %d)", start, end)
-		}
-		for i, leaf := range r.GetEntries() {
-			u, err := c.VerifyEntry(reg, start+int64(i), leaf, nil)
-			if err != nil {
-				return nil, nil, err
-			}
-			if u.Statement != nil {
-				if err := seqs.advance(u.Statement); err != nil {
-					return nil, nil, fmt.Errorf("entry %d: %w", u.Index, err)
-				}
-			}
-		}
-		start += int64(len(r.GetEntries()))
-	}
-	return reg, seqs, nil
 }
 
 // VerifyEntry decodes one ledger entry and checks it against reg, the
@@ -196,7 +509,7 @@ func (c *Client) VerifyEntry(reg *federation.Registry, index int64, leaf, payloa
 		if err != nil {
 			return nil, fmt.Errorf("entry %d: %w", index, err)
 		}
-		u.Signals, u.Reason = p.Signals, p.Reason
+		u.Payload, u.Signals, u.Reason = p, p.Signals, p.Reason
 	}
 	return u, nil
 }
@@ -234,6 +547,13 @@ func openStatement(reg *federation.Registry, index int64, env []byte) (*federati
 // Registry returns the registry as of entry index, replayed and verified
 // from the genesis through the node's entries (statements only).
 func (c *Client) Registry(ctx context.Context, index int64) (*federation.Registry, error) {
-	reg, _, err := c.replay(ctx, index)
-	return reg, err
+	s := newSubscription(c, index, SubscribeOptions{}, nil)
+	if err := s.replay(ctx, c, false); err != nil {
+		var nf *nodeFailure
+		if errors.As(err, &nf) {
+			return nil, nf.err
+		}
+		return nil, err
+	}
+	return s.reg, nil
 }

@@ -379,7 +379,9 @@ func (n *Node) syncLocal() ([]byte, error) {
 		return nil, ErrNotLeader
 	}
 	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
+		// A barrier changes nothing, so one cut short by a leadership change
+		// is retried on the new leader like any not-leader answer.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, ErrNotLeader
 		}
 		return nil, fmt.Errorf("barrier: %w", err)

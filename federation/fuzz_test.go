@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"io"
 	"reflect"
+	"slices"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hashfed/hashfed/federation"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
@@ -68,6 +72,72 @@ func FuzzReadSignalsJSONL(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkReadSignals(t, data, federation.FormatJSONL)
+	})
+}
+
+// FuzzSignalReader checks the streaming reader against its invariants and
+// against ReadSignals, which is built on it: valid signals with sorted,
+// distinct labels, line numbers that never go back, a sticky error, and
+// ReadSignals returning exactly the streamed signals when they hold no
+// duplicate (and failing when the stream fails).
+func FuzzSignalReader(f *testing.F) {
+	f.Add(false, []byte("md5,sha1,pdna,classification\n"+md5Hex(1)+","+sha1Hex(1)+","+photoDNA(1)+",A1\n"))
+	f.Add(false, []byte("collab,signal_type,signal_str,category,tags\nx,pdq,"+pdqHex(1)+",POSITIVE_CLASS,b a b\n"))
+	f.Add(false, []byte("type,value\nHASH_MD5,"+md5Hex(1)+"\nmd5,"+md5Hex(1)+"\n"))
+	f.Add(true, []byte(`{"signal_type":"video_md5","signal_str":"`+md5Hex(1)+`","classification":"A1"}`+"\n\n"+`{"type":"pdq","value":"`+pdqHex(1)+`"}`))
+	f.Fuzz(func(t *testing.T, jsonl bool, data []byte) {
+		format := federation.FormatCSV
+		if jsonl {
+			format = federation.FormatJSONL
+		}
+		sr, err := federation.NewSignalReader(bytes.NewReader(data), format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			streamed  []*hashfedv1.Signal
+			lastLine  int
+			dup       bool
+			seen      = map[string]bool{}
+			streamErr error
+		)
+		for {
+			s, line, err := sr.Next()
+			if err != nil {
+				if _, _, again := sr.Next(); again != err {
+					t.Fatalf("Next returned %v, then %v: the error is not sticky", err, again)
+				}
+				if err != io.EOF {
+					streamErr = err
+				}
+				break
+			}
+			if err := federation.ValidateSignal(s); err != nil {
+				t.Fatalf("signal on line %d fails ValidateSignal: %v", line, err)
+			}
+			if !slices.IsSorted(s.Labels) || len(slices.Compact(slices.Clone(s.Labels))) != len(s.Labels) {
+				t.Fatalf("signal on line %d has labels %q, not sorted and distinct", line, s.Labels)
+			}
+			if line < 1 || line < lastLine {
+				t.Fatalf("line %d after line %d", line, lastLine)
+			}
+			lastLine = line
+			k := s.GetType().String() + ":" + s.GetValue()
+			dup = dup || seen[k]
+			seen[k] = true
+			streamed = append(streamed, s)
+		}
+		read, err := federation.ReadSignals(bytes.NewReader(data), format)
+		switch {
+		case streamErr != nil || dup || len(streamed) == 0:
+			if err == nil {
+				t.Fatalf("ReadSignals succeeded where the stream failed (%v), held a duplicate (%v) or nothing", streamErr, dup)
+			}
+		case err != nil:
+			t.Fatalf("ReadSignals: %v, but the stream read %d distinct signals", err, len(streamed))
+		case !slices.EqualFunc(read, streamed, func(a, b *hashfedv1.Signal) bool { return proto.Equal(a, b) }):
+			t.Fatalf("ReadSignals and the stream disagree:\n%v\n%v", read, streamed)
+		}
 	})
 }
 

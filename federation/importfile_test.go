@@ -1,7 +1,9 @@
 package federation_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -250,5 +252,142 @@ func TestFormatOf(t *testing.T) {
 		if got := federation.FormatOf(tt.name); got != tt.want {
 			t.Errorf("FormatOf(%q) = %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestSignalReaderLayouts covers the header spellings of the lists
+// publishers hold: an NCMEC-style export with one column per fingerprint
+// (pdna for PhotoDNA) and a classification, python-threatexchange's HMA
+// dataset export (collab, signal_type, signal_str, category, tags), and
+// ThreatExchange's indicator type names.
+func TestSignalReaderLayouts(t *testing.T) {
+	type got struct {
+		sig  *hashfedv1.Signal
+		line int
+	}
+	for _, tt := range []struct {
+		name, format, in string
+		want             []got
+	}{
+		{
+			name:   "ncmec-style columns",
+			format: federation.FormatCSV,
+			in: "ID,MD5,SHA1,PDNA,PDQ,Classification\n" +
+				"17," + md5Hex(1) + "," + sha1Hex(1) + "," + photoDNA(1) + ",," + "A1\n" +
+				"18,,,," + pdqHex(2) + ",B2\n",
+			want: []got{
+				{sig(federation.MD5, md5Hex(1), "A1"), 2},
+				{sig(federation.SHA1, sha1Hex(1), "A1"), 2},
+				{sig(federation.PhotoDNA, photoDNA(1), "A1"), 2},
+				{sig(federation.PDQ, pdqHex(2), "B2"), 3},
+			},
+		},
+		{
+			name:   "hma dataset export",
+			format: federation.FormatCSV,
+			in: "collab,signal_type,signal_str,category,tags\n" +
+				"Sample Data,pdq," + pdqHex(1) + ",POSITIVE_CLASS,csam media_type_photo\n" +
+				"Sample Data,video_md5," + md5Hex(2) + ",POSITIVE_CLASS,\n",
+			want: []got{
+				{sig(federation.PDQ, pdqHex(1), "POSITIVE_CLASS", "csam", "media_type_photo"), 2},
+				{sig(federation.MD5, md5Hex(2), "POSITIVE_CLASS"), 3},
+			},
+		},
+		{
+			name:   "threatexchange type names",
+			format: federation.FormatCSV,
+			in:     "type,value\nHASH_MD5," + md5Hex(1) + "\nHASH_PDQ," + pdqHex(1) + "\nSHA-256," + sha256Hex(1) + "\n",
+			want: []got{
+				{sig(federation.MD5, md5Hex(1)), 2},
+				{sig(federation.PDQ, pdqHex(1)), 3},
+				{sig(federation.SHA256, sha256Hex(1)), 4},
+			},
+		},
+		{
+			name:   "jsonl signal_str and classification",
+			format: federation.FormatJSONL,
+			in:     "\n" + `{"signal_type": "pdna", "signal_str": "` + photoDNA(4) + `", "classification": "A1", "tags": ["x"]}` + "\n",
+			want:   []got{{sig(federation.PhotoDNA, photoDNA(4), "A1", "x"), 2}},
+		},
+		{
+			// The streaming reader leaves duplicates to its caller.
+			name:   "duplicates pass through",
+			format: federation.FormatCSV,
+			in:     "type,value\nmd5," + md5Hex(1) + "\nMD5," + strings.ToUpper(md5Hex(1)) + "\n",
+			want:   []got{{sig(federation.MD5, md5Hex(1)), 2}, {sig(federation.MD5, md5Hex(1)), 3}},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sr, err := federation.NewSignalReader(strings.NewReader(tt.in), tt.format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var all []got
+			for {
+				s, line, err := sr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Next after %d signals: %v", len(all), err)
+				}
+				all = append(all, got{s, line})
+			}
+			if diff := cmp.Diff(tt.want, all, protocmp.Transform(), cmp.AllowUnexported(got{})); diff != "" {
+				t.Errorf("signals mismatch (-want +got):\n%s", diff)
+			}
+			if _, _, err := sr.Next(); err != io.EOF {
+				t.Errorf("Next after the end = %v, want io.EOF again", err)
+			}
+		})
+	}
+}
+
+// failingReader returns err once its data is consumed.
+type failingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		return n, f.err
+	}
+	return n, err
+}
+
+// TestSignalReaderStreams: the reader hands out signals before it has seen
+// the end of its input, so it never needs the whole file in memory, and an
+// error is sticky.
+func TestSignalReaderStreams(t *testing.T) {
+	broken := errors.New("disk on fire")
+	for _, tt := range []struct{ format, in string }{
+		{federation.FormatCSV, "type,value\nmd5," + md5Hex(1) + "\nmd5," + md5Hex(2) + "\n"},
+		{federation.FormatJSONL, `{"type":"md5","value":"` + md5Hex(1) + `"}` + "\n" + `{"type":"md5","value":"` + md5Hex(2) + `"}` + "\n"},
+	} {
+		sr, err := federation.NewSignalReader(&failingReader{strings.NewReader(tt.in), broken}, tt.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 2; i++ {
+			if s, _, err := sr.Next(); err != nil || s.Value != md5Hex(i) {
+				t.Fatalf("%s: signal %d = %v, %v; want %s before the read error", tt.format, i, s, err, md5Hex(i))
+			}
+		}
+		for range 2 {
+			if _, _, err := sr.Next(); !errors.Is(err, broken) {
+				t.Fatalf("%s: Next at the broken end = %v, want %v", tt.format, err, broken)
+			}
+		}
+	}
+	if _, err := federation.NewSignalReader(strings.NewReader(""), "xml"); err == nil || !strings.Contains(err.Error(), `unknown format "xml"`) {
+		t.Errorf("NewSignalReader with format xml: %v", err)
+	}
+	sr, _ := federation.NewSignalReader(strings.NewReader("type,value\nmd5,xyz\nmd5,"+md5Hex(1)+"\n"), federation.FormatCSV)
+	_, _, err1 := sr.Next()
+	_, _, err2 := sr.Next()
+	if err1 == nil || !strings.Contains(err1.Error(), "line 2") || err2 != err1 {
+		t.Errorf("after a bad line Next = %v, then %v; want the same error naming line 2", err1, err2)
 	}
 }

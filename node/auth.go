@@ -60,16 +60,16 @@ var policies = map[string]policy{
 	hashfedv1.LedgerService_GetReceipt_FullMethodName:                      anyMember,
 	hashfedv1.GovernanceService_Submit_FullMethodName:                      {roles: []federation.Role{federation.RoleOperator}},
 	hashfedv1.GovernanceService_GetRegistry_FullMethodName:                 anyMember,
-	// Any member may describe a set; who sees its signals (readers with
-	// values, auditors with digests) is checked per set in the handler.
-	hashfedv1.SetService_GetSet_FullMethodName:       anyMember,
-	hashfedv1.SetService_ListSignals_FullMethodName:  anyMember,
-	hashfedv1.SetService_LookupSignal_FullMethodName: anyMember,
 	healthpb.Health_Check_FullMethodName:                                   anyMember,
 	healthpb.Health_Watch_FullMethodName:                                   anyMember,
 	healthpb.Health_List_FullMethodName:                                    anyMember,
 	reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      anyMember,
 	reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: anyMember,
+	// Any member may describe a set; who sees its signals (readers with
+	// values, auditors with digests) is checked per set in the handler.
+	hashfedv1.SetService_GetSet_FullMethodName:       anyMember,
+	hashfedv1.SetService_ListSignals_FullMethodName:  anyMember,
+	hashfedv1.SetService_LookupSignal_FullMethodName: anyMember,
 }
 
 // authorize finds the caller's verified identity and checks the method's policy.

@@ -202,6 +202,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	hashfedv1.RegisterLedgerServiceServer(n.grpc, &ledgerService{n: n})
 	hashfedv1.RegisterClusterServiceServer(n.grpc, &clusterService{n: n})
 	hashfedv1.RegisterGovernanceServiceServer(n.grpc, &governanceService{n: n})
+	hashfedv1.RegisterSetServiceServer(n.grpc, &setService{n: n})
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.health)

@@ -264,7 +264,7 @@ func TestRejectedContributions(t *testing.T) {
 		{"payload not the one signed", ngo, wrongPayload, codes.InvalidArgument, "does not match"},
 		{"org publishing into another org's set", dial(t, f, "iwf", "ngo-1"), build(iwfSigner, "ngo/csam", 1), codes.PermissionDenied, `belongs to org "ngo"`},
 		{"org submitting another org's statement", dial(t, f, "iwf", "ngo-1"), build(ngoSigner, "ngo/csam", 2), codes.PermissionDenied, "only its own"},
-		{"subscriber org publishing", dial(t, f, "techco", "ngo-1"), build(ngoSigner, "ngo/csam", 2), codes.PermissionDenied, "publisher"},
+		{"subscriber org adding signals", dial(t, f, "techco", "ngo-1"), build(signer(t, f, "techco"), "ngo/csam", 1), codes.PermissionDenied, "publisher role"},
 		{"unknown set", dial(t, f, "iwf", "ngo-1"), build(iwfSigner, "iwf/nope", 1), codes.NotFound, "does not exist"},
 		{"empty request", ngo, nil, codes.InvalidArgument, "no contribution"},
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -95,83 +94,6 @@ func (s *publishService) GetNextSequence(ctx context.Context, req *hashfedv1.Get
 		return nil, status.Errorf(codes.NotFound, "set %q does not exist", req.GetSet())
 	}
 	return &hashfedv1.GetNextSequenceResponse{Sequence: s.n.state.NextSequence(caller.Identity.Org, req.GetSet())}, nil
-}
-
-type subscribeService struct {
-	hashfedv1.UnimplementedSubscribeServiceServer
-	n *Node
-}
-
-// subscribeBatch is how many entries one read of the ledger takes.
-const subscribeBatch = 256
-
-func (s *subscribeService) Subscribe(req *hashfedv1.SubscribeRequest, stream grpc.ServerStreamingServer[hashfedv1.SubscribeResponse]) error {
-	ctx := stream.Context()
-	caller := callerFrom(ctx)
-	state := s.n.state
-	cursor := req.GetCursor()
-	stopAt := int64(-1)
-	if req.GetStopAtEnd() {
-		if err := s.n.cons.Sync(ctx); err != nil {
-			return consensusStatus(err)
-		}
-		stopAt = state.Size()
-	}
-	if cursor < 0 {
-		return status.Errorf(codes.InvalidArgument, "cursor %d is negative; the first entry is 0", cursor)
-	}
-	if size := state.Size(); cursor > size {
-		return status.Errorf(codes.OutOfRange, "cursor %d is past the end of this node's ledger (size %d): resume from a cursor you received, or ask another node", cursor, size)
-	}
-	want := req.GetSets()
-	for _, set := range want {
-		if !state.HasSet(set) {
-			return status.Errorf(codes.NotFound, "set %q does not exist", set)
-		}
-		if !state.CanRead(caller.Identity.Org, set) {
-			return status.Errorf(codes.PermissionDenied, "org %q may not read the values of set %q", caller.Identity.Org, set)
-		}
-	}
-	for {
-		changed := state.Changed()
-		size := state.Size()
-		if state.Member(caller.Identity.Org) == nil {
-			return status.Errorf(codes.PermissionDenied, "org %q is no longer a member of the federation", caller.Identity.Org)
-		}
-		for cursor < size {
-			end := min(size, cursor+subscribeBatch)
-			leaves, err := state.Entries(cursor, end)
-			if err != nil {
-				return status.Errorf(codes.Internal, "reading ledger: %v", err)
-			}
-			for _, leaf := range leaves {
-				msg := &hashfedv1.SubscribeResponse{Index: cursor, Entry: leaf}
-				if _, st, err := federation.DecodeEntry(leaf); err == nil && st != nil &&
-					state.CanRead(caller.Identity.Org, st.Set) && (len(want) == 0 || slices.Contains(want, st.Set)) {
-					msg.Payload = state.Payload(cursor)
-				}
-				// Send blocks while the client's flow-control window is full:
-				// a slow consumer slows its own stream, not the node.
-				if err := stream.Send(msg); err != nil {
-					return err
-				}
-				cursor++
-				if cursor == stopAt {
-					return nil
-				}
-			}
-		}
-		if stopAt >= 0 && cursor >= stopAt {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-s.n.stop:
-			return status.Error(codes.Unavailable, "node is shutting down; resume from your cursor on another node")
-		case <-changed:
-		}
-	}
 }
 
 type ledgerService struct {

@@ -20,13 +20,16 @@ var commands = map[string]command{
 	"certs":          {"create org CAs, node and client certificates, signing keys", runCerts},
 	"genesis":        {"write an org's founder file; assemble the genesis document", runGenesis},
 	"node":           {"run a node: hashfed node --config node.yaml", runNode},
-	"publish":        {"sign a CSV or JSON-lines file of signals and publish it as one contribution", runPublish},
+	"publish":        {"sign and publish a CSV or JSON-lines file of signals (add, retract, relabel), split into contributions, resumable", runPublish},
+	"feedback":       {"record your org's verdict (true/false positive, disputed) on signals of a set it reads", runFeedback},
 	"subscribe":      {"stream verified ledger entries and signals from a cursor", runSubscribe},
 	"audit":          {"verify the ledger: checkpoint signature, every entry's inclusion, every statement's signature", runAudit},
 	"status":         {"show a node's view of the cluster", runStatus},
 	"gov":            {"governance acts: propose, sign (k of n operator orgs), submit, show the registry", runGov},
+	"set":            {"query a set now: show its count, list its signals with labels and feedback tallies, look one up", runSet},
 	"verify-receipt": {"verify a contribution's inclusion receipt offline, against the genesis", runVerifyReceipt},
 	"demo":           {"start a three-org federation on loopback and walk one update through it", runDemo},
+	"bench":          {"measure ingest, catch-up, delivery latency and node memory on a local federation, against bare Raft", runBench},
 }
 
 func usage() {

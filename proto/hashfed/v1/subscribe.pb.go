@@ -21,7 +21,20 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// A SubscribeRequest says where to start and which sets' values to send.
+// A SubscribeRequest says where to start and which values to send.
+//
+// The node always sends every entry from the cursor on, so the cursor
+// advances through all of them; the filters only decide which statements come
+// with their payload. A statement's payload is sent when all of these hold:
+//   - the caller's org reads the statement's set;
+//   - sets is empty or lists the set;
+//   - types is empty or shares a type with the statement's signed "types";
+//   - labels is empty, or the statement is a retract or feedback (tombstones
+//     and verdicts reach everyone who may hold the signal), or it shares a
+//     label with the statement's signed "labels".
+//
+// Because the filters are judged against the signed statement, a client can
+// check that every payload left out was left out rightly.
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The index of the first entry to send. A client that has processed entry i
@@ -35,7 +48,17 @@ type SubscribeRequest struct {
 	// following new ones. The node first catches up with the leader, so the
 	// stream includes every contribution acknowledged before the call, on
 	// whichever node it was published.
-	StopAtEnd     bool `protobuf:"varint,3,opt,name=stop_at_end,json=stopAtEnd,proto3" json:"stop_at_end,omitempty"`
+	StopAtEnd bool `protobuf:"varint,3,opt,name=stop_at_end,json=stopAtEnd,proto3" json:"stop_at_end,omitempty"`
+	// Only statements holding at least one signal of these types come with
+	// their payload. Empty means every type. The payload is sent whole: a
+	// client keeps the signals of the types it asked for.
+	Types []SignalType `protobuf:"varint,4,rep,packed,name=types,proto3,enum=hashfed.v1.SignalType" json:"types,omitempty"`
+	// Only add statements whose signals carry at least one of these labels
+	// come with their payload; retractions, relabels (which may move a signal
+	// out of the labels followed) and feedback are not filtered by label.
+	// Empty means every label. The payload is sent whole: a client keeps the
+	// added signals carrying a label it asked for.
+	Labels        []string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +114,20 @@ func (x *SubscribeRequest) GetStopAtEnd() bool {
 	return false
 }
 
+func (x *SubscribeRequest) GetTypes() []SignalType {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 // A SubscribeResponse is one ledger entry.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -98,8 +135,8 @@ type SubscribeResponse struct {
 	Index int64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// The leaf bytes (a serialized LedgerEntry), exactly as hashed into the tree.
 	Entry []byte `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
-	// For a statement of a set the caller reads and asked for: the serialized
-	// Payload whose SHA-256 the statement commits to. Empty otherwise.
+	// For a statement the request's filters select (see SubscribeRequest): the
+	// serialized Payload whose SHA-256 the statement commits to. Empty otherwise.
 	Payload       []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -161,11 +198,13 @@ var File_hashfed_v1_subscribe_proto protoreflect.FileDescriptor
 const file_hashfed_v1_subscribe_proto_rawDesc = "" +
 	"\n" +
 	"\x1ahashfed/v1/subscribe.proto\x12\n" +
-	"hashfed.v1\"^\n" +
+	"hashfed.v1\x1a\x16hashfed/v1/types.proto\"\xa4\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x12\n" +
 	"\x04sets\x18\x02 \x03(\tR\x04sets\x12\x1e\n" +
-	"\vstop_at_end\x18\x03 \x01(\bR\tstopAtEnd\"Y\n" +
+	"\vstop_at_end\x18\x03 \x01(\bR\tstopAtEnd\x12,\n" +
+	"\x05types\x18\x04 \x03(\x0e2\x16.hashfed.v1.SignalTypeR\x05types\x12\x16\n" +
+	"\x06labels\x18\x05 \x03(\tR\x06labels\"Y\n" +
 	"\x11SubscribeResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x14\n" +
 	"\x05entry\x18\x02 \x01(\fR\x05entry\x12\x18\n" +
@@ -189,15 +228,17 @@ var file_hashfed_v1_subscribe_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_hashfed_v1_subscribe_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),  // 0: hashfed.v1.SubscribeRequest
 	(*SubscribeResponse)(nil), // 1: hashfed.v1.SubscribeResponse
+	(SignalType)(0),           // 2: hashfed.v1.SignalType
 }
 var file_hashfed_v1_subscribe_proto_depIdxs = []int32{
-	0, // 0: hashfed.v1.SubscribeService.Subscribe:input_type -> hashfed.v1.SubscribeRequest
-	1, // 1: hashfed.v1.SubscribeService.Subscribe:output_type -> hashfed.v1.SubscribeResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: hashfed.v1.SubscribeRequest.types:type_name -> hashfed.v1.SignalType
+	0, // 1: hashfed.v1.SubscribeService.Subscribe:input_type -> hashfed.v1.SubscribeRequest
+	1, // 2: hashfed.v1.SubscribeService.Subscribe:output_type -> hashfed.v1.SubscribeResponse
+	2, // [2:3] is the sub-list for method output_type
+	1, // [1:2] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_hashfed_v1_subscribe_proto_init() }
@@ -205,6 +246,7 @@ func file_hashfed_v1_subscribe_proto_init() {
 	if File_hashfed_v1_subscribe_proto != nil {
 		return
 	}
+	file_hashfed_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -32,6 +32,24 @@ type SubscribeServiceClient interface {
 	// first the entries already committed, then new ones as they commit. The
 	// stream ends when the client cancels it, the node shuts down, or, with
 	// stop_at_end, once the client is caught up.
+	//
+	// Once the request is accepted the node sends the response headers before
+	// any entry, so a client can tell an accepted subscription from one still
+	// connecting. The node reads the ledger in bounded batches and sends under
+	// gRPC flow control: a consumer that stops reading stalls its own stream,
+	// and the node holds at most one batch of entries for it.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: a negative cursor, or an unknown signal type or a
+	//     malformed label in the filter.
+	//   - OUT_OF_RANGE: the cursor is past the end of the ledger, even after
+	//     the node caught up with the leader. The message gives the ledger
+	//     size; resume from at most that size.
+	//   - NOT_FOUND: a set in sets does not exist.
+	//   - PERMISSION_DENIED: the caller's org may not read the values of a set
+	//     in sets (the message names it), or is not a member (any more).
+	//   - UNAVAILABLE: the node is shutting down or cannot reach the leader;
+	//     resume from the cursor after the last entry received, on any node.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
 
@@ -72,6 +90,24 @@ type SubscribeServiceServer interface {
 	// first the entries already committed, then new ones as they commit. The
 	// stream ends when the client cancels it, the node shuts down, or, with
 	// stop_at_end, once the client is caught up.
+	//
+	// Once the request is accepted the node sends the response headers before
+	// any entry, so a client can tell an accepted subscription from one still
+	// connecting. The node reads the ledger in bounded batches and sends under
+	// gRPC flow control: a consumer that stops reading stalls its own stream,
+	// and the node holds at most one batch of entries for it.
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: a negative cursor, or an unknown signal type or a
+	//     malformed label in the filter.
+	//   - OUT_OF_RANGE: the cursor is past the end of the ledger, even after
+	//     the node caught up with the leader. The message gives the ledger
+	//     size; resume from at most that size.
+	//   - NOT_FOUND: a set in sets does not exist.
+	//   - PERMISSION_DENIED: the caller's org may not read the values of a set
+	//     in sets (the message names it), or is not a member (any more).
+	//   - UNAVAILABLE: the node is shutting down or cannot reach the leader;
+	//     resume from the cursor after the last entry received, on any node.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedSubscribeServiceServer()
 }

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hashfed/hashfed/client"
+	"github.com/hashfed/hashfed/federation"
+)
+
+// subscribedSignal is one line of `hashfed subscribe` output: one signal of
+// one statement.
+type subscribedSignal struct {
+	Index int64  `json:"index"`
+	Set   string `json:"set"`
+	Org   string `json:"org"`
+	Seq   uint64 `json:"sequence"`
+	// Op is the statement's change: "add", "retract" (the line is a
+	// tombstone: the signal was taken out of the set), "relabel" (the
+	// signal's labels are now Labels) or "feedback".
+	Op     string   `json:"op"`
+	Type   string   `json:"type"`
+	Value  string   `json:"value"`
+	Labels []string `json:"labels,omitempty"`
+	// Reason is a retraction's reason, or the note of a relabel or feedback.
+	Reason string `json:"reason,omitempty"`
+	// Verdict is a feedback statement's verdict.
+	Verdict string `json:"verdict,omitempty"`
+}
+
+// nodesFlag makes --node repeatable: the first --node replaces the default
+// (HASHFED_NODE) and each later one adds an address, as a comma-separated
+// list in the string clientFlags reads.
+type nodesFlag struct {
+	list *string
+	set  bool
+}
+
+func (f *nodesFlag) String() string {
+	if f.list == nil {
+		return ""
+	}
+	return *f.list
+}
+
+func (f *nodesFlag) Set(v string) error {
+	if f.set {
+		*f.list += "," + v
+	} else {
+		*f.list, f.set = v, true
+	}
+	return nil
+}
+
+func runSubscribe(args []string) error {
+	fs := newFlags("subscribe", "subscribe [--from N | --cursor-file FILE] [--set S ...] [--type T ...] [--label L ...] [--follow] [--out FILE] [client flags]")
+	cf := addClientFlags(fs)
+	nodeFlag := fs.Lookup("node")
+	nodeFlag.Value = &nodesFlag{list: cf.node}
+	nodeFlag.Usage = "node API address `host:port`; several, separated by commas or as repeated --node, to move to the next when one fails (env HASHFED_NODE)"
+	from := fs.Int64("from", -1, "first ledger entry to read (default: the cursor file's, else 0)")
+	cursorFile := fs.String("cursor-file", "", "file holding the next entry to read; updated after every entry, so a rerun resumes exactly")
+	var sets, types, labels repeated
+	fs.Var(&sets, "set", "only this set's values (repeatable; default: every set your org reads)")
+	fs.Var(&types, "type", "only signals of this type: md5, sha1, sha256, pdq or photodna (repeatable or comma-separated; default: every type)")
+	fs.Var(&labels, "label", "only added or relabelled signals carrying this label; retractions and feedback always come (repeatable or comma-separated; default: every label)")
+	follow := fs.Bool("follow", false, "keep streaming new entries (default: stop at the ledger's end as of start)")
+	out := fs.String("out", "-", "append signals as JSON lines to this file; - for standard output")
+	attempts := fs.Int("attempts", 0, "connection attempts in a row that may fail before giving up; an accepted one resets the count (default: 5 per node; -1: never give up)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	opts := client.SubscribeOptions{Sets: sets, StopAtEnd: !*follow}
+	for _, t := range splitList(strings.Join(types, ",")) {
+		st, err := federation.ParseSignalType(t)
+		if err != nil {
+			return exitError{2, "--type: " + err.Error()}
+		}
+		opts.Types = append(opts.Types, st)
+	}
+	opts.Labels = splitList(strings.Join(labels, ","))
+
+	cursor := int64(0)
+	if *cursorFile != "" {
+		if b, err := os.ReadFile(*cursorFile); err == nil {
+			if cursor, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil || cursor < 0 {
+				return fmt.Errorf("cursor file %s does not hold an entry number", *cursorFile)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if *from >= 0 {
+		cursor = *from
+	}
+	var w io.Writer = os.Stdout
+	if *out != "-" {
+		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	enc := json.NewEncoder(bw)
+
+	follower, err := dialNodes(cf)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range follower.Clients {
+			c.Close()
+		}
+	}()
+	follower.Attempts = *attempts
+	follower.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var entries, signals int64
+	err = follower.Follow(ctx, cursor, opts, func(u *client.Update) error {
+		if st := u.Statement; st != nil {
+			for _, s := range u.Signals {
+				t, _ := federation.SignalTypeFromProto(s.Type)
+				line := subscribedSignal{Index: u.Index, Set: st.Set, Org: st.Org, Seq: st.Sequence, Op: st.Op,
+					Type: string(t), Value: s.Value, Labels: s.Labels, Reason: u.Reason, Verdict: st.Verdict}
+				if err := enc.Encode(line); err != nil {
+					return err
+				}
+			}
+		}
+		entries++
+		signals += int64(len(u.Signals))
+		if *cursorFile != "" {
+			// Output first, cursor second: a crash between them repeats an
+			// entry's lines rather than losing them.
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			if err := saveCursor(*cursorFile, u.Index+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	bw.Flush()
+	fmt.Fprintf(os.Stderr, "read %d entries (%d signals); next entry %d\n", entries, signals, cursor+entries)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// dialNodes prepares a client for each node the flags name.
+func dialNodes(cf clientFlags) (*client.Follower, error) {
+	nodes := splitList(*cf.node)
+	if len(nodes) == 0 {
+		nodes = []string{""} // Dial explains what is missing
+	}
+	f := &client.Follower{}
+	for _, n := range nodes {
+		c, err := client.Dial(client.Config{Node: n, Genesis: *cf.genesis, Cert: *cf.cert, Key: *cf.key})
+		if err != nil {
+			for _, c := range f.Clients {
+				c.Close()
+			}
+			return nil, err
+		}
+		f.Clients = append(f.Clients, c)
+	}
+	return f, nil
+}
+
+// saveCursor replaces the cursor file atomically.
+func saveCursor(path string, next int64) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".cursor-*")
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(tmp, "%d\n", next); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
