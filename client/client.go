@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -108,6 +109,9 @@ func (c *Client) Genesis() *federation.Genesis { return c.genesis }
 
 // Identity returns the client's own identity.
 func (c *Client) Identity() certs.Identity { return c.identity }
+
+// GenesisDocument returns the genesis document the client verifies against.
+func (c *Client) GenesisDocument() []byte { return slices.Clone(c.doc) }
 
 // Conn returns the underlying gRPC connection.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }

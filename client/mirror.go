@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,6 +60,9 @@ func OpenMirror(dir string, genesisDoc []byte, org string, sets []string) (*Mirr
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
+		if err := writeFileAtomic(filepath.Join(dir, "genesis.json"), genesisDoc); err != nil {
+			return nil, err
+		}
 		b, _ := json.MarshalIndent(want, "", "  ")
 		if err := writeFileAtomic(path, append(b, '\n')); err != nil {
 			return nil, err
@@ -88,11 +92,45 @@ func OpenMirror(dir string, genesisDoc []byte, org string, sets []string) (*Mirr
 	return &Mirror{dir: dir, meta: want, state: st}, nil
 }
 
+// OpenMirrorDir opens an existing mirror with the genesis and org it was
+// created with, to query or export it without a node.
+func OpenMirrorDir(dir string) (*Mirror, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "mirror.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a hashfed mirror (create one with hashfed subscribe --out %s): %w", dir, dir, err)
+	}
+	var meta mirrorMeta
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, fmt.Errorf("%s/mirror.json: %w", dir, err)
+	}
+	doc, err := os.ReadFile(filepath.Join(dir, "genesis.json"))
+	if err != nil {
+		return nil, err
+	}
+	return OpenMirror(dir, doc, meta.Org, nil)
+}
+
+// Dir returns the mirror's directory.
+func (m *Mirror) Dir() string { return m.dir }
+
 // Close closes the mirror's database.
 func (m *Mirror) Close() error { return m.state.Close() }
 
 // Sets returns the sets the mirror asked for (empty: every set its org reads).
 func (m *Mirror) Sets() []string { return slices.Clone(m.meta.Sets) }
+
+// ReadSets returns the sets whose state the mirror holds: the sets it
+// mirrors that its org reads now.
+func (m *Mirror) ReadSets() []string {
+	reg := m.state.Registry()
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(reg.Sets)) {
+		if (len(m.meta.Sets) == 0 || slices.Contains(m.meta.Sets, name)) && reg.CanRead(m.meta.Org, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
 
 // Cursor is the index of the next entry the mirror needs.
 func (m *Mirror) Cursor() int64 { return m.state.Size() }

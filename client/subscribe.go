@@ -44,6 +44,9 @@ type Update struct {
 	// Reason is the payload's reason (a retraction's, or a relabel's or a
 	// feedback's note).
 	Reason string
+	// Leaf and RawPayload are the entry and its payload exactly as the node
+	// sent them (RawPayload nil when none came), for a [Mirror].
+	Leaf, RawPayload []byte
 }
 
 // SubscribeOptions say which values a subscription delivers. Every entry
@@ -480,7 +483,10 @@ func (c *Client) VerifyEntry(reg *federation.Registry, index int64, leaf, payloa
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", index, err)
 	}
-	u := &Update{Index: index, Entry: e}
+	u := &Update{Index: index, Entry: e, Leaf: leaf}
+	if len(payload) > 0 {
+		u.RawPayload = payload
+	}
 	if g := e.GetGenesis(); g != nil {
 		if index != 0 {
 			return nil, fmt.Errorf("entry %d: a genesis entry may only be entry 0", index)

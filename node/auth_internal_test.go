@@ -17,6 +17,7 @@ func TestEveryMethodHasAPolicy(t *testing.T) {
 		hashfedv1.LedgerService_ServiceDesc,
 		hashfedv1.ClusterService_ServiceDesc,
 		hashfedv1.GovernanceService_ServiceDesc,
+		hashfedv1.SetService_ServiceDesc,
 	} {
 		var names []string
 		for _, m := range sd.Methods {

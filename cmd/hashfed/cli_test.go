@@ -186,7 +186,7 @@ func TestOperatorWorkflow(t *testing.T) {
 	}
 
 	sub := func() string {
-		return run(t, dir, env(orgs[1]), "subscribe", "--cursor-file", "techco.cursor", "--out", "techco.jsonl")
+		return run(t, dir, env(orgs[1]), "subscribe", "--cursor-file", "techco.cursor", "--jsonl", "techco.jsonl")
 	}
 	sub()
 	got, _ := os.ReadFile(filepath.Join(dir, "techco.jsonl"))

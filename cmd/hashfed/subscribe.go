@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashfed/hashfed/client"
 	"github.com/hashfed/hashfed/federation"
@@ -64,7 +65,7 @@ func (f *nodesFlag) Set(v string) error {
 }
 
 func runSubscribe(args []string) error {
-	fs := newFlags("subscribe", "subscribe [--from N | --cursor-file FILE] [--set S ...] [--type T ...] [--label L ...] [--follow] [--out FILE] [client flags]")
+	fs := newFlags("subscribe", "subscribe [--out DIR | --from N | --cursor-file FILE] [--set S ...] [--type T ...] [--label L ...] [--follow] [--jsonl FILE] [client flags]")
 	cf := addClientFlags(fs)
 	nodeFlag := fs.Lookup("node")
 	nodeFlag.Value = &nodesFlag{list: cf.node}
@@ -76,7 +77,8 @@ func runSubscribe(args []string) error {
 	fs.Var(&types, "type", "only signals of this type: md5, sha1, sha256, pdq or photodna (repeatable or comma-separated; default: every type)")
 	fs.Var(&labels, "label", "only added or relabelled signals carrying this label; retractions and feedback always come (repeatable or comma-separated; default: every label)")
 	follow := fs.Bool("follow", false, "keep streaming new entries (default: stop at the ledger's end as of start)")
-	out := fs.String("out", "-", "append signals as JSON lines to this file; - for standard output")
+	jsonl := fs.String("jsonl", "", "append signals as JSON lines to this file; - for standard output (default: standard output, or nothing with --out)")
+	out := fs.String("out", "", "keep a verified local mirror in this directory: the ledger and the current state of the sets read, resumed from where it stopped; export it with 'hashfed mirror export'")
 	attempts := fs.Int("attempts", 0, "connection attempts in a row that may fail before giving up; an accepted one resets the count (default: 5 per node; -1: never give up)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -90,6 +92,12 @@ func runSubscribe(args []string) error {
 		opts.Types = append(opts.Types, st)
 	}
 	opts.Labels = splitList(strings.Join(labels, ","))
+	if *out != "" && (len(opts.Types) > 0 || len(opts.Labels) > 0 || *from >= 0 || *cursorFile != "") {
+		return exitError{2, "--out keeps whole sets from the mirror's own cursor: it cannot be combined with --type, --label, --from or --cursor-file"}
+	}
+	if *jsonl == "" && *out == "" {
+		*jsonl = "-"
+	}
 
 	cursor := int64(0)
 	if *cursorFile != "" {
@@ -104,9 +112,13 @@ func runSubscribe(args []string) error {
 	if *from >= 0 {
 		cursor = *from
 	}
-	var w io.Writer = os.Stdout
-	if *out != "-" {
-		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	var w io.Writer = io.Discard
+	switch *jsonl {
+	case "":
+	case "-":
+		w = os.Stdout
+	default:
+		f, err := os.OpenFile(*jsonl, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			return err
 		}
@@ -129,10 +141,31 @@ func runSubscribe(args []string) error {
 	follower.Attempts = *attempts
 	follower.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 
+	var mirror *client.Mirror
+	if *out != "" {
+		c := follower.Clients[0]
+		if mirror, err = client.OpenMirror(*out, c.GenesisDocument(), c.Identity().Org, sets); err != nil {
+			return err
+		}
+		defer mirror.Close()
+		cursor = mirror.Cursor()
+		opts.Sets = mirror.Sets()
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var entries, signals int64
+	var lastVerify time.Time
 	err = follower.Follow(ctx, cursor, opts, func(u *client.Update) error {
+		if mirror != nil {
+			if err := mirror.Apply(u.Index, u.Leaf, u.RawPayload); err != nil {
+				return fmt.Errorf("mirror %s: %w", *out, err)
+			}
+			if *follow && time.Since(lastVerify) > 5*time.Second {
+				verifyMirror(ctx, mirror, follower.Clients, false)
+				lastVerify = time.Now()
+			}
+		}
 		if st := u.Statement; st != nil {
 			for _, s := range u.Signals {
 				t, _ := federation.SignalTypeFromProto(s.Type)
@@ -160,9 +193,37 @@ func runSubscribe(args []string) error {
 	bw.Flush()
 	fmt.Fprintf(os.Stderr, "read %d entries (%d signals); next entry %d\n", entries, signals, cursor+entries)
 	if errors.Is(err, context.Canceled) {
-		return nil
+		err = nil
+	}
+	if mirror != nil && err == nil {
+		vctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if verr := verifyMirror(vctx, mirror, follower.Clients, !*follow); verr != nil {
+			return verr
+		}
 	}
 	return err
+}
+
+// verifyMirror checks the mirror against the latest cosigned checkpoint of
+// the first node that gives one. The checkpoint trails the ledger by up to
+// one checkpoint interval; entries past it are verified on a later run.
+// strict: fail if no node gave one.
+func verifyMirror(ctx context.Context, m *client.Mirror, clients []*client.Client, strict bool) error {
+	var last error
+	for _, c := range clients {
+		size, err := m.Verify(ctx, c)
+		if err != nil {
+			last = err
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "mirror %s: %d entries, verified against a cosigned checkpoint up to entry %d\n", m.Dir(), m.Cursor(), size)
+		return nil
+	}
+	if strict {
+		return fmt.Errorf("mirror %s: no node gave a checkpoint to verify it against: %w", m.Dir(), last)
+	}
+	return nil
 }
 
 // dialNodes prepares a client for each node the flags name.
