@@ -160,7 +160,7 @@ func TestSubscribeFollowFailover(t *testing.T) {
 	tech := f.Orgs["techco"]
 	env := []string{"HASHFED_GENESIS=" + f.Genesis, "HASHFED_CERT=" + tech.ClientCert, "HASHFED_KEY=" + tech.ClientKey, "HASHFED_NODE="}
 
-	cmd := exec.Command(hashfedBin, "subscribe", "--follow", "--cursor-file", "techco.cursor", "--out", "techco.jsonl", "--node", addr[a]+","+addr[b])
+	cmd := exec.Command(hashfedBin, "subscribe", "--follow", "--cursor-file", "techco.cursor", "--jsonl", "techco.jsonl", "--node", addr[a]+","+addr[b])
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	stderr := newLockedBuffer()
@@ -250,7 +250,7 @@ func TestSubscribeFollowFailover(t *testing.T) {
 	// A catch-up through a repeated --node, the first one down, with
 	// filters: md5 values only, labels A1; the retraction passes the label
 	// filter.
-	catchUp := run(t, dir, env, "subscribe", "--from", "1", "--out", "filtered.jsonl", "--node", addr[a], "--node", addr[b], "--type", "md5,sha1", "--type", "pdq", "--label", "A1")
+	catchUp := run(t, dir, env, "subscribe", "--from", "1", "--jsonl", "filtered.jsonl", "--node", addr[a], "--node", addr[b], "--type", "md5,sha1", "--type", "pdq", "--label", "A1")
 	if !strings.Contains(catchUp, "resuming on another node") {
 		t.Errorf("the catch-up did not move off the stopped node:\n%s", catchUp)
 	}
