@@ -121,6 +121,7 @@ func (c *Config) fillDefaults() {
 type Node struct {
 	cfg       Config
 	raft      *raft.Raft
+	machine   *fsm
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	mux       *muxListener
@@ -212,6 +213,7 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
+	n.machine = machine
 	r, err := raft.NewRaft(rc, machine, logs, store, snaps, n.transport)
 	if err != nil {
 		n.closeStores()
@@ -361,11 +363,13 @@ func (n *Node) Sync(ctx context.Context) error {
 	if len(res) != 8 {
 		return fmt.Errorf("sync: leader answered %d bytes, want 8", len(res))
 	}
+	// Raft's own applied index moves when a command is handed to the state
+	// machine, before the machine has applied it; the machine's is exact.
 	want := binary.BigEndian.Uint64(res)
-	for n.raft.AppliedIndex() < want {
+	for n.machine.applied.Load() < want {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting to apply index %d (at %d): %w", want, n.raft.AppliedIndex(), ctx.Err())
+			return fmt.Errorf("waiting to apply index %d (at %d): %w", want, n.machine.applied.Load(), ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
@@ -373,7 +377,9 @@ func (n *Node) Sync(ctx context.Context) error {
 }
 
 // syncLocal runs on the leader: a barrier makes sure every committed command
-// is applied here, and the applied index is what followers must reach.
+// is applied here, and the index of the last command applied is what
+// followers must reach (the log after it holds no command, only entries
+// such as the barrier, which state machines never see).
 func (n *Node) syncLocal() ([]byte, error) {
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
@@ -386,7 +392,7 @@ func (n *Node) syncLocal() ([]byte, error) {
 		}
 		return nil, fmt.Errorf("barrier: %w", err)
 	}
-	return binary.BigEndian.AppendUint64(nil, n.raft.AppliedIndex()), nil
+	return binary.BigEndian.AppendUint64(nil, n.machine.applied.Load()), nil
 }
 
 func (n *Node) joinLocal(jr joinRequest) error {
