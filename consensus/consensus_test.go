@@ -207,6 +207,35 @@ func TestDurableStateMachineRestart(t *testing.T) {
 	}
 }
 
+// TestPrepareAfterLeaderChange hands leadership over between commands whose
+// Prepare requires every earlier command applied (as hashfed's sequence
+// numbers do). A new leader must not judge a request before it has applied
+// what the old leader committed: each command must be accepted first time.
+func TestPrepareAfterLeaderChange(t *testing.T) {
+	var c *testCluster
+	c = newTestCluster(t, 3, func(cfg *consensus.Config) {
+		fsm := cfg.FSM.(*listFSM)
+		cfg.Prepare = func(req []byte) ([]byte, []byte) {
+			var k int
+			fmt.Sscanf(string(req), "cmd-%d", &k)
+			if n := len(fsm.list()); n != k {
+				return nil, []byte(fmt.Sprintf("rejected: %s prepared with %d commands applied", req, n))
+			}
+			return req, nil
+		}
+	})
+	for k := range 12 {
+		leader := c.leader()
+		res := c.apply(leader, fmt.Sprintf("cmd-%d", k))
+		if strings.HasPrefix(res, "rejected") {
+			t.Fatalf("command %d: %s", k, res)
+		}
+		if err := leader.node.TransferLeadership(); err != nil {
+			t.Logf("transfer after command %d: %v", k, err)
+		}
+	}
+}
+
 func TestJoinNonVoterThroughFollower(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.leader()

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -122,6 +123,9 @@ type Node struct {
 	cfg       Config
 	raft      *raft.Raft
 	machine   *fsm
+	// readyTerm is the latest term in which this node, as leader, has seen
+	// every earlier command applied (see leaderReady).
+	readyTerm atomic.Uint64
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	mux       *muxListener
@@ -326,6 +330,9 @@ func (n *Node) applyLocal(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	cmd := req
 	if n.cfg.Prepare != nil {
+		if err := n.leaderReady(); err != nil {
+			return nil, err
+		}
 		var reject []byte
 		cmd, reject = n.cfg.Prepare(req)
 		if reject != nil {
@@ -345,6 +352,26 @@ func (n *Node) applyLocal(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	res, _ := f.Response().([]byte)
 	return res, nil
+}
+
+// leaderReady makes sure a leader has applied every command committed
+// before its term before Prepare judges a request against its state. A new
+// leader may hold committed commands of the old leader's that it has not
+// applied yet; without this, a contribution following one the old leader
+// acknowledged could be refused as skipping ahead. One barrier per term.
+func (n *Node) leaderReady() error {
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader // nothing was proposed: safe to retry
+		}
+		return fmt.Errorf("barrier: %w", err)
+	}
+	n.readyTerm.Store(term)
+	return nil
 }
 
 // Sync waits until this node has applied every command the leader had
