@@ -25,6 +25,7 @@ func runBench(args []string) error {
 	ingest := fs.String("ingest", formatIngest(def.Ingest), "ingest runs as SIGNALS_PER_CONTRIBUTION:CONTRIBUTIONS, comma-separated; raft uses the same")
 	cuSignals := fs.Int("catchup-signals", def.CatchUpSignals, "ledger size in signals for the catch-up workload")
 	cuSize := fs.Int("catchup-size", def.CatchUpSize, "signals per contribution in the catch-up ledger")
+	cuRuns := fs.Int("catchup-runs", def.CatchUpRuns, "new subscribers catching up one after another (the median counts)")
 	subs := fs.Int("subscribers", def.LatencySubscribers, "subscribers following the ledger in the latency workload")
 	rate := fs.Float64("rate", def.LatencyRate, "contributions per second published in the latency workload (in all)")
 	latSize := fs.Int("latency-size", def.LatencySize, "signals per contribution in the latency workload")
@@ -50,7 +51,7 @@ func runBench(args []string) error {
 	if cfg.Ingest, err = parseIngest(*ingest); err != nil {
 		return exitError{2, err.Error()}
 	}
-	cfg.CatchUpSignals, cfg.CatchUpSize = *cuSignals, *cuSize
+	cfg.CatchUpSignals, cfg.CatchUpSize, cfg.CatchUpRuns = *cuSignals, *cuSize, *cuRuns
 	cfg.LatencySubscribers, cfg.LatencyRate, cfg.LatencySize, cfg.LatencyDuration = *subs, *rate, *latSize, *latDur
 	cfg.RSSSignals, cfg.RSSSize, cfg.RSSSettle = *rssSignals, *rssSize, *settle
 	cfg.Keep = *keep

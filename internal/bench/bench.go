@@ -72,6 +72,9 @@ type Config struct {
 	// with, loaded in contributions of CatchUpSize signals.
 	CatchUpSignals int
 	CatchUpSize    int
+	// CatchUpRuns is how many new subscribers catch up, one after another;
+	// the median counts.
+	CatchUpRuns int
 
 	// LatencySubscribers follow the ledger while publishers publish
 	// LatencyRate contributions of LatencySize signals per second (in all)
@@ -112,6 +115,7 @@ func DefaultConfig() Config {
 		Ingest:             []IngestSpec{{Size: 1, Contributions: 2000}, {Size: 1000, Contributions: 500}},
 		CatchUpSignals:     1_000_000,
 		CatchUpSize:        1000,
+		CatchUpRuns:        3,
 		LatencySubscribers: 100,
 		LatencyRate:        10,
 		LatencySize:        100,

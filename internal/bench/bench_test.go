@@ -328,3 +328,48 @@ func BenchmarkLatency(b *testing.B) {
 	b.ReportMetric(r.Delivery.P99, "p99-ms")
 	b.ReportMetric(r.Delivery.Max, "max-ms")
 }
+
+// TestLoadSurvivesLeaderChanges moves the leadership around while
+// publishers load a ledger: every contribution must land exactly once.
+func TestLoadSurvivesLeaderChanges(t *testing.T) {
+	cfg := Config{Concurrency: 4, SignalType: federation.MD5, Raft: quickRaft(), CheckpointInterval: 100 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := startCluster(ctx, &cfg, t.TempDir(), cfg.Concurrency, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	stop := make(chan struct{})
+	moved := make(chan int)
+	go func() {
+		n := 0
+		defer func() { moved <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			if l := c.lf.Nodes[c.lf.Leader()]; l != nil && l.Consensus().TransferLeadership() == nil {
+				n++
+			}
+		}
+	}()
+	ls, err := c.load(ctx, 20000, 50, cfg.Concurrency)
+	close(stop)
+	t.Logf("%d leadership transfers; load: %+v", <-moved, ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitSize(ctx, 1+400, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := c.leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.status(ctx, id); err != nil || st.GetLedgerSize() != 1+400 {
+		t.Fatalf("ledger size %d (%v), want the genesis and 400 contributions", st.GetLedgerSize(), err)
+	}
+}

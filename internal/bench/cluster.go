@@ -198,6 +198,25 @@ func (c *cluster) cpu() float64 {
 	return t
 }
 
+// A cpuMeter measures the CPU time a workload used, and what every other
+// process on the machine used meanwhile: a benchmark sharing the CPUs
+// with other work measures less than the machine can do.
+type cpuMeter struct {
+	own         func() float64
+	own0, mach0 float64
+}
+
+func startCPU(own func() float64) cpuMeter {
+	return cpuMeter{own: own, own0: own(), mach0: machineCPU()}
+}
+
+// stop returns the seconds of CPU the workload used and the seconds other
+// processes used since startCPU.
+func (m cpuMeter) stop() (own, others float64) {
+	own = m.own() - m.own0
+	return own, max(0, machineCPU()-m.mach0-own)
+}
+
 // dial returns a new client of org connected to node id.
 func (c *cluster) dial(org, id string) (*client.Client, error) { return c.lf.Client(org, id) }
 

@@ -39,6 +39,9 @@ type IngestResult struct {
 	// CPUSeconds is the CPU time the nodes and the publishers used during
 	// the run (user and system, every process of the federation).
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// OtherCPUSeconds is the CPU time every other process on the machine
+	// used meanwhile.
+	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
 	// Commit is the time from calling Publish (or Apply) to its return.
 	Commit Dist `json:"commit"`
 	// BuildSignalsPerSec is how fast the client built and signed the
@@ -47,6 +50,9 @@ type IngestResult struct {
 	// Retries counts contributions sent again because an error (a leader
 	// change) left their outcome unknown; their time is in the figures.
 	Retries int `json:"retries"`
+	// Rejections counts contributions a leader wrongly rejected as out of
+	// sequence just after a leader change, and accepted when sent again.
+	Rejections int `json:"rejections,omitempty"`
 	// OverheadPct (hashfed only) is how much longer hashfed took per signal
 	// than bare Raft at the same size: raft rate / hashfed rate - 1, in %.
 	OverheadPct *float64 `json:"overhead_pct,omitempty"`
@@ -145,12 +151,13 @@ func (c *cluster) publishAll(ctx context.Context, pb *prebuilt) (IngestResult, e
 	}); err != nil {
 		return IngestResult{}, fmt.Errorf("warming up: %w", err)
 	}
-	retriesBefore := 0
+	retriesBefore, rejectionsBefore := 0, 0
 	for _, p := range pubs {
 		retriesBefore += p.retries
+		rejectionsBefore += p.rejections
 	}
 	lat := make([][]time.Duration, len(pb.work))
-	cpu0 := c.cpu()
+	meter := startCPU(c.cpu)
 	start := time.Now()
 	err := parallel(ctx, len(pb.work), func(ctx context.Context, i int) error {
 		for _, ct := range pb.work[i] {
@@ -167,11 +174,13 @@ func (c *cluster) publishAll(ctx context.Context, pb *prebuilt) (IngestResult, e
 		return IngestResult{}, err
 	}
 	r := newIngestResult(SystemHashfed, pb, elapsed, lat)
-	r.CPUSeconds = c.cpu() - cpu0
+	r.CPUSeconds, r.OtherCPUSeconds = meter.stop()
 	for _, p := range pubs {
 		r.Retries += p.retries
+		r.Rejections += p.rejections
 	}
 	r.Retries -= retriesBefore
+	r.Rejections -= rejectionsBefore
 	return r, nil
 }
 
@@ -204,8 +213,9 @@ type pubConn struct {
 	cl   *client.Client
 	node string
 	// retries counts publishes sent again after an error left their outcome
-	// unknown (a leader change under load).
-	retries int
+	// unknown (a leader change under load); rejections, those sent again
+	// after a FailedPrecondition answer (see publish).
+	retries, rejections int
 }
 
 func (c *cluster) newPubConn(ctx context.Context) (*pubConn, error) {
@@ -225,14 +235,27 @@ func (p *pubConn) close() { p.cl.Close() }
 // retryFor bounds how long a publish or apply is retried.
 const retryFor = 2 * time.Minute
 
+// rejectedFor bounds how long publish retries a contribution the leader
+// rejected as out of sequence.
+const rejectedFor = 10 * time.Second
+
 // publish submits one signed contribution, as client.Publish does once it
 // has signed it. When the node answers Unavailable or DeadlineExceeded (the
 // leader changed, say, and the outcome is unknown) it finds the leader and
 // sends the contribution again: the sequence number makes that safe, and
 // AlreadyExists then means an earlier attempt committed it, and the
 // response is nil.
+//
+// It also sends again, for up to rejectedFor, a contribution rejected with
+// FailedPrecondition (a sequence number that "skips ahead"). Every
+// contribution before it was acknowledged, so the rejection is wrong; it
+// happens just after a leader change, when the new leader checks
+// contributions against a state that has not yet applied everything
+// committed before, and the same contribution is accepted moments later.
+// Such rejections are counted, and reported.
 func (p *pubConn) publish(ctx context.Context, ct *hashfedv1.Contribution) (*hashfedv1.PublishResponse, error) {
 	deadline := time.Now().Add(retryFor)
+	var firstRejected time.Time
 	for retried := false; ; retried = true {
 		res, err := p.cl.Publisher.Publish(ctx, &hashfedv1.PublishRequest{Contribution: ct})
 		if err == nil {
@@ -241,6 +264,18 @@ func (p *pubConn) publish(ctx context.Context, ct *hashfedv1.Contribution) (*has
 		code := status.Code(err)
 		if retried && code == codes.AlreadyExists {
 			return nil, nil
+		}
+		if code == codes.FailedPrecondition && ctx.Err() == nil {
+			if firstRejected.IsZero() {
+				firstRejected = time.Now()
+			}
+			if time.Since(firstRejected) < rejectedFor {
+				p.rejections++
+				if err := sleep(ctx, 100*time.Millisecond); err != nil {
+					return nil, err
+				}
+				continue
+			}
 		}
 		if ctx.Err() != nil || (code != codes.Unavailable && code != codes.DeadlineExceeded) || time.Now().After(deadline) {
 			return nil, fmt.Errorf("publishing: %w", client.Explain(err))
@@ -286,7 +321,7 @@ type loadStats struct {
 	signals, contributions int
 	seconds                float64
 	size                   int64 // ledger size after the load
-	retries                int
+	retries, rejections    int
 }
 
 // load publishes total signals in contributions of size through the
@@ -296,7 +331,7 @@ type loadStats struct {
 func (c *cluster) load(ctx context.Context, total, size, conc int) (loadStats, error) {
 	n := (total + size - 1) / size
 	conc = min(conc, n, len(c.sets))
-	var done, retries atomic.Int64
+	var done, retries, rejections atomic.Int64
 	var maxSize atomic.Int64
 	stop := make(chan struct{})
 	defer close(stop)
@@ -319,7 +354,11 @@ func (c *cluster) load(ctx context.Context, total, size, conc int) (loadStats, e
 		if err != nil {
 			return err
 		}
-		defer func() { retries.Add(int64(pc.retries)); pc.close() }()
+		defer func() {
+			retries.Add(int64(pc.retries))
+			rejections.Add(int64(pc.rejections))
+			pc.close()
+		}()
 		type job struct {
 			ct      *hashfedv1.Contribution
 			signals int
@@ -365,7 +404,7 @@ func (c *cluster) load(ctx context.Context, total, size, conc int) (loadStats, e
 	if err != nil {
 		return loadStats{}, err
 	}
-	ls := loadStats{signals: total, contributions: n, seconds: time.Since(start).Seconds(), retries: int(retries.Load())}
+	ls := loadStats{signals: total, contributions: n, seconds: time.Since(start).Seconds(), retries: int(retries.Load()), rejections: int(rejections.Load())}
 	// A contribution committed by a retried attempt returned no tree size:
 	// ask the leader for the ledger's size.
 	ls.size = maxSize.Load()

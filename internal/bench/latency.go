@@ -26,8 +26,15 @@ type LatencyResult struct {
 	Deliveries   int     `json:"deliveries"`
 	// Missing counts (contribution, subscriber) pairs never delivered.
 	Missing int `json:"missing"`
-	// Retries counts publishes sent again after a leader change.
-	Retries int `json:"retries"`
+	// Retries counts publishes sent again after a leader change;
+	// Rejections, publishes wrongly rejected as out of sequence.
+	Retries    int `json:"retries"`
+	Rejections int `json:"rejections,omitempty"`
+	// CPUSeconds is the CPU time the nodes, publishers and subscribers used
+	// while publishing and delivering; OtherCPUSeconds what every other
+	// process on the machine used meanwhile.
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
 	// Delivery is from the publisher calling Publish to a subscriber's
 	// callback receiving the verified entry, over every subscriber and
 	// contribution.
@@ -163,6 +170,7 @@ func (c *cluster) latency(ctx context.Context, pb *prebuilt, subs int, rate floa
 	interval := time.Duration(float64(pubs) / rate * float64(time.Second))
 	commit := make([][]time.Duration, pubs)
 	firstStart, lastStart := make([]time.Time, pubs), make([]time.Time, pubs)
+	meter := startCPU(c.cpu)
 	begin := time.Now()
 	err := parallel(ctx, pubs, func(ctx context.Context, p int) error {
 		next := begin.Add(time.Duration(p) * interval / time.Duration(pubs))
@@ -217,6 +225,7 @@ func (c *cluster) latency(ctx context.Context, pb *prebuilt, subs int, rate floa
 	}
 	waitErr := waitFollowers(ctx, followers, maxIndex.Load(), 2*time.Minute)
 	elapsed := time.Since(begin)
+	cpu, others := meter.stop()
 	stopAll()
 	var all, commits []time.Duration
 	for _, f := range followers {
@@ -225,15 +234,17 @@ func (c *cluster) latency(ctx context.Context, pb *prebuilt, subs int, rate floa
 	for _, l := range commit {
 		commits = append(commits, l...)
 	}
-	retries := 0
+	retries, rejections := 0, 0
 	for _, p := range pubConns {
 		retries += p.retries
+		rejections += p.rejections
 	}
 	res := &LatencyResult{
 		Subscribers: subs, Publishers: pubs, Size: pb.size, TargetRate: rate,
 		Seconds: elapsed.Seconds(), Published: published, Deliveries: len(all),
-		Missing:  published*subs - len(all),
-		Retries:  retries,
+		Missing: published*subs - len(all),
+		Retries: retries, Rejections: rejections,
+		CPUSeconds: cpu, OtherCPUSeconds: others,
 		Delivery: distOf(all), Commit: distOf(commits),
 	}
 	if published > 1 && last.After(first) {

@@ -53,3 +53,23 @@ func procCPU(pid int) (float64, error) {
 	}
 	return float64(utime+stime) / clockTicks, nil
 }
+
+// machineCPU returns the CPU time every process on the machine has used
+// (user, nice, system, irq, softirq, steal), in seconds, from /proc/stat.
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		busy += n
+	}
+	return float64(busy) / clockTicks
+}

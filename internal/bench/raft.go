@@ -239,7 +239,7 @@ func (rc *raftCluster) applyAll(ctx context.Context, pb *prebuilt) (IngestResult
 		retriesBefore += a.retries
 	}
 	lat := make([][]time.Duration, len(work))
-	cpu0 := selfCPU()
+	meter := startCPU(selfCPU)
 	start := time.Now()
 	err = parallel(ctx, len(work), func(ctx context.Context, i int) error {
 		for _, cmd := range work[i] {
@@ -256,7 +256,7 @@ func (rc *raftCluster) applyAll(ctx context.Context, pb *prebuilt) (IngestResult
 		return IngestResult{}, err
 	}
 	r := newIngestResult(SystemRaft, pb, elapsed, lat)
-	r.CPUSeconds = selfCPU() - cpu0
+	r.CPUSeconds, r.OtherCPUSeconds = meter.stop()
 	for _, a := range appliers {
 		r.Retries += a.retries
 	}

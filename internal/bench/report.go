@@ -80,15 +80,15 @@ func (r *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\ningest (contributions built and signed ahead of time; published to the leader; %s)\n", where)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "system\tsignals/contrib\tcontribs\tcmd bytes\tseconds\tcontribs/s\tsignals/s\tMB/s\tcommit p50 ms\tp99 ms\tCPU ms/contrib\tCPU busy\tretries\toverhead\t")
+		fmt.Fprintln(tw, "system\tsignals/contrib\tcontribs\tcmd bytes\tseconds\tcontribs/s\tsignals/s\tMB/s\tcommit p50 ms\tp99 ms\tCPU ms/contrib\tCPU busy\tothers\tretries\toverhead\t")
 		for _, x := range r.Ingest {
 			over := "-"
 			if x.OverheadPct != nil {
 				over = fmt.Sprintf("%.0f%%", *x.OverheadPct)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\t%.0f%%\t%d\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\t%s\t%s\t%d\t%s\t\n",
 				x.System, x.Size, x.Contributions, x.CommandBytes, x.Seconds, x.ContributionsPerSec, x.SignalsPerSec, x.MBPerSec, x.Commit.P50, x.Commit.P99,
-				x.CPUSeconds*1000/float64(x.Contributions), 100*x.CPUSeconds/x.Seconds/float64(max(1, e.NumCPU)), x.Retries, over)
+				x.CPUSeconds*1000/float64(x.Contributions), e.busy(x.CPUSeconds, x.Seconds), e.busy(x.OtherCPUSeconds, x.Seconds), x.Retries, over)
 		}
 		tw.Flush()
 		for _, x := range r.Ingest {
@@ -96,19 +96,34 @@ func (r *Report) Print(w io.Writer) {
 				fmt.Fprintf(w, "client build+sign at %d signals/contrib: %.0f signals/s on one core (not in the figures above)\n", x.Size, x.BuildSignalsPerSec)
 			}
 		}
-		fmt.Fprintln(w, "CPU = user+system time of every process of the federation and its publishers; busy = CPU ÷ (seconds × CPUs)")
+		fmt.Fprintln(w, "CPU = user+system time of every process of the federation and its publishers; busy = CPU ÷ (seconds × CPUs);")
+		fmt.Fprintln(w, "others = what every other process on the machine used meanwhile, as busy")
 		fmt.Fprintln(w, "overhead = bare raft signals/s ÷ hashfed signals/s − 1")
+		for _, x := range r.Ingest {
+			if x.Rejections > 0 {
+				fmt.Fprintf(w, "%s at %d signals/contrib: %d contributions wrongly rejected as out of sequence after a leader change, accepted when sent again\n", x.System, x.Size, x.Rejections)
+			}
+		}
 	}
 	if x := r.CatchUp; x != nil {
 		fmt.Fprintf(w, "\ncatch-up (a new techco subscriber, client.CatchUp from cursor 0 with its %d sets, verifying every entry, served by %s)\n", x.Sets, x.Node)
 		fmt.Fprintf(w, "  ledger  %d entries, %d signals in contributions of %d (loaded at %.0f signals/s)\n", x.Entries, x.Signals, x.Size, x.LoadSignalsPerSec)
-		fmt.Fprintf(w, "  result  %.2f s: %.0f signals/s, %.0f entries/s, %.1f MB/s of hash values; CPU %.2f s (%.0f%% busy)\n",
-			x.Seconds, x.SignalsPerSec, x.EntriesPerSec, x.ValueMBPerSec, x.CPUSeconds, 100*x.CPUSeconds/x.Seconds/float64(max(1, e.NumCPU)))
+		var runs []string
+		for _, r := range x.Runs {
+			runs = append(runs, fmt.Sprintf("%.0f", r))
+		}
+		fmt.Fprintf(w, "  runs    %s signals/s; the median run:\n", strings.Join(runs, ", "))
+		fmt.Fprintf(w, "  result  %.2f s: %.0f signals/s, %.0f entries/s, %.1f MB/s of hash values; CPU %.2f s (%s busy, others %s)\n",
+			x.Seconds, x.SignalsPerSec, x.EntriesPerSec, x.ValueMBPerSec, x.CPUSeconds, e.busy(x.CPUSeconds, x.Seconds), e.busy(x.OtherCPUSeconds, x.Seconds))
 	}
 	if x := r.Latency; x != nil {
 		fmt.Fprintf(w, "\nlatency (%d techco subscribers following with client.Subscribe, spread over the 3 nodes; %d publishers publishing %d-signal contributions at %.1f/s in all for %s)\n",
 			x.Subscribers, x.Publishers, x.Size, x.TargetRate, time.Duration(x.Seconds*float64(time.Second)).Round(time.Millisecond))
-		fmt.Fprintf(w, "  published %d (%.1f/s achieved, %d retried); %d deliveries, %d missing\n", x.Published, x.AchievedRate, x.Retries, x.Deliveries, x.Missing)
+		fmt.Fprintf(w, "  published %d (%.1f/s achieved, %d retried); %d deliveries, %d missing; CPU %s busy, others %s\n",
+			x.Published, x.AchievedRate, x.Retries, x.Deliveries, x.Missing, e.busy(x.CPUSeconds, x.Seconds), e.busy(x.OtherCPUSeconds, x.Seconds))
+		if x.Rejections > 0 {
+			fmt.Fprintf(w, "  %d publishes wrongly rejected as out of sequence after a leader change, accepted when sent again\n", x.Rejections)
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "\tn\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
 		for _, d := range []struct {
@@ -120,8 +135,8 @@ func (r *Report) Print(w io.Writer) {
 		tw.Flush()
 	}
 	if x := r.RSS; x != nil {
-		fmt.Fprintf(w, "\nmemory (node processes holding %d signals in %d contributions of %d; loaded at %.0f signals/s by %d publishers)\n",
-			x.Signals, x.Contributions, x.Size, x.LoadSignalsPerSec, x.Concurrency)
+		fmt.Fprintf(w, "\nmemory (node processes holding %d signals in %d contributions of %d; loaded at %.0f signals/s by %d publishers, %d retried, %d wrongly rejected)\n",
+			x.Signals, x.Contributions, x.Size, x.LoadSignalsPerSec, x.Concurrency, x.Retries, x.Rejections)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "node\twhen\tVmRSS\tRssAnon\tRssFile\tVmHWM\tdata dir\t")
 		row := func(m NodeMemory, when string) {
@@ -135,6 +150,14 @@ func (r *Report) Print(w io.Writer) {
 		}
 		tw.Flush()
 	}
+}
+
+// busy formats cpu seconds used over seconds as a share of the machine's CPUs.
+func (e Env) busy(cpu, seconds float64) string {
+	if seconds <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*cpu/seconds/float64(max(1, e.NumCPU)))
 }
 
 // size formats a byte count in binary units.

@@ -36,6 +36,9 @@ type RSSResult struct {
 	LoadSeconds       float64 `json:"load_seconds"`
 	LoadSignalsPerSec float64 `json:"load_signals_per_sec"`
 	SettleSeconds     float64 `json:"settle_seconds"`
+	// Retries and Rejections of the load (see [IngestResult]).
+	Retries    int `json:"retries"`
+	Rejections int `json:"rejections,omitempty"`
 	// Nodes are read after the load, once every node holds the whole
 	// ledger and has idled for SettleSeconds.
 	Nodes []NodeMemory `json:"nodes"`
@@ -66,6 +69,7 @@ func RunRSS(ctx context.Context, cfg *Config, dir string) (*RSSResult, error) {
 		Concurrency: min(cfg.Concurrency, ls.contributions),
 		LoadSeconds: ls.seconds, LoadSignalsPerSec: float64(ls.signals) / ls.seconds,
 		SettleSeconds: cfg.RSSSettle.Seconds(),
+		Retries:       ls.retries, Rejections: ls.rejections,
 	}
 	cfg.progress("rss: loaded in %.1f s (%.0f signals/s); waiting for every node to hold all %d entries", ls.seconds, res.LoadSignalsPerSec, ls.size)
 	if err := c.waitSize(ctx, ls.size, 30*time.Minute); err != nil {
