@@ -120,9 +120,9 @@ func (c *Config) fillDefaults() {
 
 // A Node is one running Raft server.
 type Node struct {
-	cfg       Config
-	raft      *raft.Raft
-	machine   *fsm
+	cfg     Config
+	raft    *raft.Raft
+	machine *fsm
 	// readyTerm is the latest term in which this node, as leader, has seen
 	// every earlier command applied (see leaderReady).
 	readyTerm atomic.Uint64
