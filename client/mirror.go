@@ -190,23 +190,33 @@ func (m *Mirror) Export(w io.Writer, set, format string) (int, error) {
 	return sw.Count(), sw.Close()
 }
 
-// writeFileAtomic replaces path with b: a temporary file, synced, renamed.
+// writeFileAtomic replaces path with b durably: a temporary file in the
+// same directory, synced, renamed over path, then the directory synced. A
+// crash leaves either the old file or the new one.
 func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+	d, err := os.Open(dir)
+	if err != nil {
 		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	defer d.Close()
+	return d.Sync()
 }
