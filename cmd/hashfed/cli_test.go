@@ -24,6 +24,15 @@ import (
 // hashfedBin is the binary under test, built once by TestMain.
 var hashfedBin string
 
+// skipShort skips a test under -short, saying what it would have run
+// (what): the CLI tests run the built binary against real federations.
+func skipShort(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short given: this test " + what + "; run go test without -short to include it")
+	}
+}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "hashfed-cli-test-")
 	if err != nil {
@@ -78,9 +87,7 @@ func freeAddr(t *testing.T) string {
 // federation, and the NGO publishes, the tech firm subscribes (resuming from
 // a cursor file) and the auditor audits.
 func TestOperatorWorkflow(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short given: this test builds the hashfed binary and runs three node processes; run go test without -short to include it")
-	}
+	skipShort(t, "builds the hashfed binary and runs three node processes")
 	dir := t.TempDir()
 	const fed = "example.hashfed"
 	type org struct{ name, roles, api, raft string }

@@ -31,9 +31,7 @@ type importFed struct {
 
 func startImportFed(t *testing.T) *importFed {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short given: this test builds the hashfed binary and runs a three-node federation; run go test without -short to include it")
-	}
+	skipShort(t, "builds the hashfed binary and runs a three-node federation")
 	dir := t.TempDir()
 	f, err := localfed.Create(localfed.Options{
 		Dir:        dir,
@@ -450,9 +448,7 @@ func TestCLIRetractRelabelFeedback(t *testing.T) {
 // TestCLIPublishUsage: contradictory or incomplete change flags are usage
 // errors (exit 2), reported before anything is read or sent.
 func TestCLIPublishUsage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short given: this test runs the hashfed binary; run go test without -short to include it")
-	}
+	skipShort(t, "runs the hashfed binary")
 	for _, tt := range []struct {
 		args []string
 		want string

@@ -79,9 +79,7 @@ func decodeSetLines(t *testing.T, out string) []setLine {
 // federation after adds, a retraction, a relabel and feedback: as a
 // reader, as an auditor and as an org that reads nothing of the set.
 func TestSetCommands(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short given: this test runs a three-node federation and the hashfed binary; run go test without -short to include it")
-	}
+	skipShort(t, "runs a three-node federation and the hashfed binary")
 	dir := t.TempDir()
 	opts := localfed.DemoOptions(dir)
 	opts.Orgs = append(opts.Orgs, localfed.OrgSpec{Name: "iwf", Roles: []federation.Role{federation.RolePublisher}})

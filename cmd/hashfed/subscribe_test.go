@@ -119,9 +119,7 @@ func commit(ctx context.Context, c *client.Client, contrib *hashfedv1.Contributi
 // signal exactly once, in ledger order, the retraction among them as
 // tombstones.
 func TestSubscribeFollowFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short given: this test runs a three-node federation and the hashfed binary; run go test without -short to include it")
-	}
+	skipShort(t, "runs a three-node federation and the hashfed binary")
 	dir := t.TempDir()
 	opts := localfed.DemoOptions(dir)
 	opts.CheckpointInterval = 50 * time.Millisecond
