@@ -105,16 +105,11 @@ func (o SubscribeOptions) request(cursor int64) *hashfedv1.SubscribeRequest {
 // caller's org reads its set. It is the node's rule, judged on the signed
 // statement.
 func (o SubscribeOptions) selects(st *federation.Statement) bool {
-	if len(o.Sets) > 0 && !slices.Contains(o.Sets, st.Set) {
-		return false
+	types := make([]string, len(o.Types))
+	for i, t := range o.Types {
+		types[i] = string(t)
 	}
-	if len(o.Types) > 0 && !slices.ContainsFunc(st.Types, func(t string) bool { return slices.Contains(o.Types, federation.SignalType(t)) }) {
-		return false
-	}
-	if len(o.Labels) > 0 && labelled(st.Op) && !slices.ContainsFunc(st.Labels, func(l string) bool { return slices.Contains(o.Labels, l) }) {
-		return false
-	}
-	return true
+	return federation.SelectsPayload(st, o.Sets, types, o.Labels)
 }
 
 // keeps reports whether the options keep one signal of a statement of op.

@@ -126,3 +126,19 @@ func CheckChange(op, verdict string, p *hashfedv1.Payload) (types, labels []stri
 	slices.Sort(labels)
 	return types, labels, nil
 }
+
+// SelectsPayload is the rule a subscription's filters follow, shared by the
+// node (which leaves out payloads it does not select) and the subscriber
+// (which checks every omission against the signed statement): sets, types
+// and labels, when not empty, must each meet the statement. Only adds are
+// filtered by label: retractions and relabels must reach everyone who may
+// hold the signal (a relabel may move it out of the labels followed), and
+// feedback carries no labels. Read permission is checked apart.
+func SelectsPayload(st *Statement, sets, types, labels []string) bool {
+	meets := func(have, want []string) bool {
+		return len(want) == 0 || slices.ContainsFunc(have, func(x string) bool { return slices.Contains(want, x) })
+	}
+	return (len(sets) == 0 || slices.Contains(sets, st.Set)) &&
+		meets(st.Types, types) &&
+		(st.Op != OpAdd || meets(st.Labels, labels))
+}

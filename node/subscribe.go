@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,26 +57,10 @@ func newSubscribeFilter(req *hashfedv1.SubscribeRequest) (subscribeFilter, error
 	return f, nil
 }
 
-// selects reports whether a statement's payload passes the filter (the set's
-// read permission is checked apart). Only adds are filtered by label:
-// retractions and relabels must reach everyone who may hold the signal (a
-// relabel may move it out of the labels a subscriber follows), and feedback
-// carries no labels.
+// selects reports whether a statement's payload passes the filter (the
+// set's read permission is checked apart); see [federation.SelectsPayload].
 func (f subscribeFilter) selects(st *federation.Statement) bool {
-	if len(f.sets) > 0 && !slices.Contains(f.sets, st.Set) {
-		return false
-	}
-	if len(f.types) > 0 && !intersects(st.Types, f.types) {
-		return false
-	}
-	if len(f.labels) > 0 && st.Op == federation.OpAdd && !intersects(st.Labels, f.labels) {
-		return false
-	}
-	return true
-}
-
-func intersects(a, b []string) bool {
-	return slices.ContainsFunc(a, func(x string) bool { return slices.Contains(b, x) })
+	return federation.SelectsPayload(st, f.sets, f.types, f.labels)
 }
 
 // readAheadProbes holds, for nodes under test only, a function that each
