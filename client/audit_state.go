@@ -99,6 +99,9 @@ func ParseAuditState(b []byte) (*AuditState, error) {
 	if _, err := hex.DecodeString(s.GenesisSHA256); err != nil || len(s.GenesisSHA256) != 64 {
 		return nil, fmt.Errorf("audit state: genesis_sha256 %q is not 64 hex digits", s.GenesisSHA256)
 	}
+	if err := checkRegistryForm(s.Registry); err != nil {
+		return nil, fmt.Errorf("audit state: registry: %w", err)
+	}
 	for i, n := range s.Next {
 		if n.Next < 2 {
 			return nil, fmt.Errorf("audit state: next sequence %d for org %q set %q, want at least 2", n.Next, n.Org, n.Set)
@@ -108,6 +111,29 @@ func ParseAuditState(b []byte) (*AuditState, error) {
 		}
 	}
 	return &s, nil
+}
+
+// checkRegistryForm checks that a saved registry has the form the registry
+// code relies on, so that an audit resuming from it cannot crash: orgs and
+// sets present (not null), each under its own name.
+func checkRegistryForm(r *federation.Registry) error {
+	if r == nil {
+		return nil
+	}
+	if r.Orgs == nil || r.Sets == nil {
+		return errors.New("orgs and sets must be present")
+	}
+	for name, o := range r.Orgs {
+		if o == nil || o.Name != name {
+			return fmt.Errorf("org %q is null or named otherwise", name)
+		}
+	}
+	for name, set := range r.Sets {
+		if set == nil || set.Name != name {
+			return fmt.Errorf("set %q is null or named otherwise", name)
+		}
+	}
+	return nil
 }
 
 // Marshal encodes s as indented JSON, the form [AuditState.Save] writes.

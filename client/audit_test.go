@@ -105,15 +105,15 @@ func publish(t *testing.T, f *localfed.Federation, n int) {
 	}
 	published++
 	signals := localfed.SampleSignals(100 * published)[100*(published-1):][:n]
-	res, err := c.Publish(testCtx(t), s, "ngo/csam", signals, "")
+	size, err := localfed.PublishResend(testCtx(t), c, s, "ngo/csam", signals)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := localfed.SameCheckpoint(testCtx(t), f, res.TreeSize); err != nil {
+	if _, err := localfed.SameCheckpoint(testCtx(t), f, size); err != nil {
 		t.Fatal(err)
 	}
 	// Audits read the latest cosigned checkpoint: wait until it covers this.
-	if err := f.WaitCheckpoint(testCtx(t), res.TreeSize); err != nil {
+	if err := f.WaitCheckpoint(testCtx(t), size); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -388,6 +388,10 @@ func loadJournal(path string) (*importJournal, error) {
 	if err := dec.Decode(&j); err != nil {
 		return nil, fmt.Errorf("%w: %s is not a hashfed import journal (%w); move it away, or pass another journal path", ErrJournalMismatch, path, err)
 	}
+	// The resume counts from Committed in unsigned sequence arithmetic.
+	if j.Committed < 0 || j.Committed > j.Contributions {
+		return nil, fmt.Errorf("%w: %s records %d of %d contributions committed, which no import writes; move it away, or pass another journal path", ErrJournalMismatch, path, j.Committed, j.Contributions)
+	}
 	return &j, nil
 }
 

@@ -241,6 +241,16 @@ func readLedger(t *testing.T, f *localfed.Federation) ledgerView {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// A catch-up reads up to the latest cosigned checkpoint: wait until one
+	// covers everything committed (on a loaded machine the first one may
+	// not be out yet).
+	var size int64
+	for _, n := range f.Nodes {
+		size = max(size, n.State().Size())
+	}
+	if err := f.WaitCheckpoint(testCtx(t), size); err != nil {
+		t.Fatal(err)
+	}
 	v := ledgerView{count: map[string]int{}}
 	err = c.CatchUp(testCtx(t), 0, []string{"ngo/csam"}, func(u *client.Update) error {
 		if u.Statement == nil || u.Statement.Org != "ngo" || u.Statement.Set != "ngo/csam" {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,12 +34,35 @@ type Mirror struct {
 	state *federation.State
 }
 
+// mirrorMetaVersion is the version of mirror.json. A future incompatible
+// layout would use another number.
+const mirrorMetaVersion = 1
+
 type mirrorMeta struct {
 	Version    int      `json:"version"`
 	Federation string   `json:"federation"`
 	Genesis    string   `json:"genesis_sha256"`
 	Org        string   `json:"org"`
 	Sets       []string `json:"sets"`
+}
+
+// parseMirrorMeta decodes mirror.json. Unknown fields, trailing data and
+// versions other than [mirrorMetaVersion] are errors: a mirror opened with
+// metadata it misreads could mirror the wrong org's view.
+func parseMirrorMeta(b []byte) (mirrorMeta, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m mirrorMeta
+	if err := dec.Decode(&m); err != nil {
+		return mirrorMeta{}, err
+	}
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
+		return mirrorMeta{}, errors.New("trailing data after the metadata")
+	}
+	if m.Version != mirrorMetaVersion {
+		return mirrorMeta{}, fmt.Errorf("version %d, this hashfed reads version %d", m.Version, mirrorMetaVersion)
+	}
+	return m, nil
 }
 
 // OpenMirror opens the mirror in dir, creating it for org's view of sets
@@ -52,7 +76,7 @@ func OpenMirror(dir string, genesisDoc []byte, org string, sets []string) (*Mirr
 		return nil, err
 	}
 	sum := federation.Digest(genesisDoc)
-	want := mirrorMeta{Version: 1, Federation: g.Federation, Genesis: fmt.Sprintf("%x", sum[:]), Org: org, Sets: slices.Sorted(slices.Values(sets))}
+	want := mirrorMeta{Version: mirrorMetaVersion, Federation: g.Federation, Genesis: fmt.Sprintf("%x", sum[:]), Org: org, Sets: slices.Sorted(slices.Values(sets))}
 	path := filepath.Join(dir, "mirror.json")
 	b, err := os.ReadFile(path)
 	switch {
@@ -70,8 +94,8 @@ func OpenMirror(dir string, genesisDoc []byte, org string, sets []string) (*Mirr
 	case err != nil:
 		return nil, err
 	default:
-		var have mirrorMeta
-		if err := json.Unmarshal(b, &have); err != nil {
+		have, err := parseMirrorMeta(b)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		if have.Genesis != want.Genesis {
@@ -99,8 +123,8 @@ func OpenMirrorDir(dir string) (*Mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a hashfed mirror (create one with hashfed subscribe --out %s): %w", dir, dir, err)
 	}
-	var meta mirrorMeta
-	if err := json.Unmarshal(b, &meta); err != nil {
+	meta, err := parseMirrorMeta(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s/mirror.json: %w", dir, err)
 	}
 	doc, err := os.ReadFile(filepath.Join(dir, "genesis.json"))

@@ -173,11 +173,11 @@ func publishWith(t *testing.T, f *localfed.Federation, s *federation.Signer) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	res, err := c.Publish(testCtx(t), s, "ngo/csam", localfed.SampleSignals(900)[800:802], "")
+	size, err := localfed.PublishResend(testCtx(t), c, s, "ngo/csam", localfed.SampleSignals(900)[800:802])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.WaitCheckpoint(testCtx(t), res.TreeSize); err != nil {
+	if err := f.WaitCheckpoint(testCtx(t), size); err != nil {
 		t.Fatal(err)
 	}
 }

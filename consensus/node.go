@@ -52,6 +52,11 @@ type Config struct {
 	// Bootstrap is the initial voter set. A node with no Raft state bootstraps
 	// with it; empty means the node waits to be added with Join.
 	Bootstrap []Peer
+	// Rejoin says the node joins a running cluster. If it starts without
+	// Raft state (new, or a voter that lost its data), it refuses to vote
+	// until its log reaches the commit index of the first leader that
+	// contacts it (see voteGuard).
+	Rejoin bool
 	// FSM is the state machine Raft drives.
 	FSM StateMachine
 	// Prepare runs on the leader and turns a request into the command to
@@ -60,6 +65,19 @@ type Config struct {
 	Prepare func(req []byte) (cmd, reject []byte)
 	// Log receives the node's and Raft's log lines.
 	Log *slog.Logger
+	// AuthorizePeer decides, after ServerTLS has verified a peer's
+	// certificate, whether the peer may use this connection: raft is true
+	// for a Raft RPC connection (only voters send those: AppendEntries,
+	// RequestVote, snapshots), false for a forwarding connection (any
+	// member of the configuration sends writes, joins and sync requests to
+	// the leader). members reports whether a server ID is in the latest
+	// configuration this node knows. Nil allows every peer ServerTLS accepts.
+	AuthorizePeer func(cs tls.ConnectionState, raft bool, members func(id string) bool) error
+	// AuthorizeJoin runs on the leader before it adds a server, whoever
+	// forwarded the request, and refuses joins the federation does not allow
+	// (such as a voter the founding configuration does not list). Nil allows
+	// every join.
+	AuthorizeJoin func(id, address string, voter bool) error
 
 	// Raft timing. For federations spanning continents raise these well above
 	// the round-trip time (e.g. 1.5 s heartbeat and election timeouts for 150 ms RTT).
@@ -130,6 +148,9 @@ type Node struct {
 	transport *raft.NetworkTransport
 	mux       *muxListener
 	fwd       *forwarder
+	// started is raft once it exists, for connections the mux accepts
+	// while Start is still running.
+	started atomic.Pointer[raft.Raft]
 
 	// served holds the forward connections this node accepted, so Close can
 	// end them: a peer must not keep talking to a node that has stopped.
@@ -171,7 +192,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	n.mux = newMuxListener(cfg.Listener, tcpAddr(cfg.Advertise), cfg.ServerTLS, cfg.Log, n.serveForward)
+	n.mux = newMuxListener(cfg.Listener, tcpAddr(cfg.Advertise), cfg.ServerTLS, cfg.Log, n.serveForward, n.authorizePeer)
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: n.mux, dialTLS: cfg.ClientTLS},
 		MaxPool: 3,
@@ -218,12 +239,25 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.machine = machine
-	r, err := raft.NewRaft(rc, machine, logs, store, snaps, n.transport)
+	guard, err := newVoteGuard(n.transport, cfg.DataDir, cfg.Rejoin && !existing, cfg.Log)
+	if err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	guard.lastIndex = func() (uint64, bool) {
+		r := n.started.Load()
+		if r == nil {
+			return 0, false
+		}
+		return r.LastIndex(), true
+	}
+	r, err := raft.NewRaft(rc, machine, logs, store, snaps, guard)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("starting raft: %w", err)
 	}
 	n.raft = r
+	n.started.Store(r)
 	if !existing && len(cfg.Bootstrap) > 0 {
 		var servers []raft.Server
 		for _, p := range cfg.Bootstrap {
@@ -236,6 +270,7 @@ func Start(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("bootstrapping raft: %w", err)
 		}
 	}
+	n.mux.serveForwards()
 	return n, nil
 }
 
@@ -426,6 +461,11 @@ func (n *Node) joinLocal(jr joinRequest) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
+	if n.cfg.AuthorizeJoin != nil {
+		if err := n.cfg.AuthorizeJoin(jr.ID, jr.Address, jr.Voter); err != nil {
+			return err
+		}
+	}
 	var f raft.IndexFuture
 	if jr.Voter {
 		f = n.raft.AddVoter(raft.ServerID(jr.ID), raft.ServerAddress(jr.Address), 0, n.cfg.ApplyTimeout)
@@ -523,3 +563,30 @@ func (w slogWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = slogWriter{}
+
+// authorizePeer applies Config.AuthorizePeer to a connection the mux accepted.
+func (n *Node) authorizePeer(cs tls.ConnectionState, raftRPC bool) error {
+	if n.cfg.AuthorizePeer == nil {
+		return nil
+	}
+	return n.cfg.AuthorizePeer(cs, raftRPC, n.isMember)
+}
+
+// isMember reports whether id is in the latest configuration. Before Raft
+// has started no one is.
+func (n *Node) isMember(id string) bool {
+	r := n.started.Load()
+	if r == nil {
+		return false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
+}

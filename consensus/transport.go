@@ -29,15 +29,20 @@ type muxListener struct {
 	log       *slog.Logger
 	raftConns chan net.Conn
 	forward   func(net.Conn)
+	// ready is closed by serveForwards; until then forward connections wait.
+	ready     chan struct{}
+	readyOnce sync.Once
+	authorize func(cs tls.ConnectionState, raft bool) error
 
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
-func newMuxListener(ln net.Listener, advertise net.Addr, conf *tls.Config, log *slog.Logger, forward func(net.Conn)) *muxListener {
+func newMuxListener(ln net.Listener, advertise net.Addr, conf *tls.Config, log *slog.Logger, forward func(net.Conn), authorize func(tls.ConnectionState, bool) error) *muxListener {
 	m := &muxListener{
-		ln: ln, tlsConf: conf, advertise: advertise, log: log, forward: forward,
+		ln: ln, tlsConf: conf, advertise: advertise, log: log, forward: forward, authorize: authorize,
 		raftConns: make(chan net.Conn),
+		ready:     make(chan struct{}),
 		closed:    make(chan struct{}),
 	}
 	go m.acceptLoop()
@@ -82,6 +87,13 @@ func (m *muxListener) sort(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	if kind[0] == kindRaft || kind[0] == kindForward {
+		if err := m.authorize(tc.ConnectionState(), kind[0] == kindRaft); err != nil {
+			m.log.Warn("refused raft connection", "remote", c.RemoteAddr().String(), "kind", string(kind[:]), "err", err)
+			tc.Close()
+			return
+		}
+	}
 	switch kind[0] {
 	case kindRaft:
 		select {
@@ -90,12 +102,24 @@ func (m *muxListener) sort(c net.Conn) {
 			tc.Close()
 		}
 	case kindForward:
-		m.forward(tc)
+		// The listener accepts before Start has Raft running, and peers may
+		// forward at once (a restarted leader hears from followers that still
+		// take it for the leader): hold the connection until serveForwards.
+		select {
+		case <-m.ready:
+			m.forward(tc)
+		case <-m.closed:
+			tc.Close()
+		}
 	default:
 		m.log.Warn("refused raft connection: unknown kind", "remote", c.RemoteAddr().String(), "kind", kind[0])
 		tc.Close()
 	}
 }
+
+// serveForwards lets forward connections through to the forward function,
+// once the node can answer them.
+func (m *muxListener) serveForwards() { m.readyOnce.Do(func() { close(m.ready) }) }
 
 func (m *muxListener) Close() error {
 	var err error
@@ -125,11 +149,25 @@ func (s *streamLayer) Close() error   { return s.m.Close() }
 func (s *streamLayer) Addr() net.Addr { return s.m.advertise }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialKind(string(address), timeout, s.dialTLS, kindRaft)
+	// Raft's shutdown waits for its goroutines, and a dial to a peer that
+	// never answers (gone from the network, or not completing the handshake)
+	// would hold it for the whole timeout: closing the listener, as Close
+	// does, cuts the dial short.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.m.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return dialKind(ctx, string(address), timeout, s.dialTLS, kindRaft)
 }
 
-// dialKind opens a TLS connection to address and announces its kind.
-func dialKind(address string, timeout time.Duration, conf *tls.Config, kind byte) (*tls.Conn, error) {
+// dialKind opens a TLS connection to address and announces its kind. It
+// gives up after timeout or when ctx ends.
+func dialKind(ctx context.Context, address string, timeout time.Duration, conf *tls.Config, kind byte) (*tls.Conn, error) {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, err
@@ -137,7 +175,7 @@ func dialKind(address string, timeout time.Duration, conf *tls.Config, kind byte
 	conf = conf.Clone()
 	conf.ServerName = host
 	d := &net.Dialer{Timeout: timeout}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := (&tls.Dialer{NetDialer: d, Config: conf}).DialContext(ctx, "tcp", address)
 	if err != nil {

@@ -66,8 +66,17 @@ func typeNames() []string {
 	return out
 }
 
-// Write writes one signal.
+// Write writes one signal. The CSV layouts cannot carry a label holding
+// white space, ';' or '|' (see [csvLabel]); for such a label Write writes
+// nothing and returns an error naming the jsonl layout, which can.
 func (w *SignalWriter) Write(t SignalType, value string, labels []string) error {
+	if w.format != ExportJSONL {
+		for _, l := range labels {
+			if !csvLabel(l) {
+				return fmt.Errorf("%s signal %s has label %q, which holds white space, ';' or '|': the %s layout separates labels with those, so export as %s", t, short(value), short(l), w.format, ExportJSONL)
+			}
+		}
+	}
 	w.n++
 	switch w.format {
 	case ExportHMA:
@@ -96,6 +105,14 @@ func (w *SignalWriter) Write(t SignalType, value string, labels []string) error 
 			Labels []string `json:"labels,omitempty"`
 		}{string(t), value, labels})
 	}
+}
+
+// csvLabel reports whether the CSV layouts carry label l unchanged:
+// [SignalReader] splits a label cell at spaces, tabs, ';' and '|' and trims
+// white space around cells and labels, so a label with any of those would
+// read back as other labels.
+func csvLabel(l string) bool {
+	return !strings.ContainsAny(l, " \t;|") && strings.TrimSpace(l) == l
 }
 
 // Count returns the number of signals written.

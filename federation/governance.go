@@ -81,6 +81,16 @@ func SignAct(env []byte, s *Signer) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("act payload is not base64: %w", err)
 	}
+	// DSSE verification gives up on the whole envelope at the first
+	// signature that is not base64, so no signature on such an envelope,
+	// ours included, could ever count.
+	for i, sig := range e.Signatures {
+		if _, err := base64.StdEncoding.DecodeString(sig.Sig); err != nil {
+			if _, err := base64.URLEncoding.DecodeString(sig.Sig); err != nil {
+				return nil, fmt.Errorf("act envelope signature %d is not base64, so no signature on the envelope can verify: sign the act as proposed, or a copy without it", i+1)
+			}
+		}
+	}
 	signed, err := dsse.WrapSigner(s.s, ActPayloadType).SignMessage(bytes.NewReader(body))
 	if err != nil {
 		return nil, err

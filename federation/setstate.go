@@ -292,6 +292,9 @@ func (s *State) setCountLocked(set string) (int64, error) {
 	if err != nil || !ok {
 		return 0, err
 	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("corrupt count record of set %q", set)
+	}
 	return int64(binary.BigEndian.Uint64(b)), nil
 }
 

@@ -116,7 +116,7 @@ const (
 func ValidateSignal(s *hashfedv1.Signal) error {
 	t, err := SignalTypeFromProto(s.GetType())
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (want one of md5, sha1, sha256, pdq, photodna)", err)
 	}
 	c, err := CanonicalValue(t, s.GetValue())
 	if err != nil {

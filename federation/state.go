@@ -58,6 +58,12 @@ type State struct {
 	next    map[seqKey]uint64 // next sequence number expected per (org, set)
 	changed chan struct{}     // closed and replaced whenever the ledger or its checkpoint grows
 	closed  bool
+	// snaps are the database snapshots Snapshot took whose writer has not
+	// finished. Raft may drop a snapshot without persisting it (a shutdown,
+	// a failed sink): Close releases what is left, since pebble refuses to
+	// close a database with open snapshots.
+	snapMu sync.Mutex
+	snaps  map[*pebble.Snapshot]struct{}
 
 	checkpoint []byte // latest published cosigned checkpoint (signed note)
 	cpSize     int64  // its size
@@ -128,14 +134,7 @@ func (s *State) load(d *db) error {
 	defer s.mu.Unlock()
 	s.db, s.tree, s.applied, s.reg, s.next = d, l.tree, l.applied, l.reg, l.next
 	s.trust++
-	s.checkpoint, s.cpSize = nil, 0
-	if l.checkpoint != nil {
-		c, err := s.checkCheckpointLocked(l.checkpoint)
-		if err != nil {
-			return fmt.Errorf("state database %s: stored checkpoint: %w", s.dir, err)
-		}
-		s.checkpoint, s.cpSize = l.checkpoint, c.Size
-	}
+	s.checkpoint, s.cpSize = l.checkpoint, l.cpSize
 	s.notifyLocked()
 	return nil
 }
@@ -146,11 +145,14 @@ type loaded struct {
 	applied    uint64
 	reg        *Registry
 	next       map[seqKey]uint64
-	checkpoint []byte
+	checkpoint []byte // verified against tree and reg
+	cpSize     int64  // checkpoint's size
 }
 
 // inspect reads the in-memory part of the state from d, checking that d
-// belongs to this federation and holds a consistent tree.
+// belongs to this federation and holds a consistent tree, and that its
+// stored checkpoint verifies against that tree. It changes nothing in s, so
+// Restore can check a snapshot with it before the snapshot replaces anything.
 func (s *State) inspect(d *db) (*loaded, error) {
 	sum := Digest(s.doc)
 	want := hex.EncodeToString(sum[:])
@@ -172,6 +174,9 @@ func (s *State) inspect(d *db) (*loaded, error) {
 	if b, ok, err := d.get(metaKey(metaApplied)); err != nil {
 		return nil, err
 	} else if ok {
+		if len(b) != 8 {
+			return nil, fmt.Errorf("state database %s: corrupt applied index %x", s.dir, b)
+		}
 		applied = binary.BigEndian.Uint64(b)
 	}
 	tree, err := ledger.NewTree(d)
@@ -184,6 +189,10 @@ func (s *State) inspect(d *db) (*loaded, error) {
 		return nil, err
 	}
 	for ok := acts.First(); ok; ok = acts.Next() {
+		if len(acts.Key()) != 9 {
+			acts.Close()
+			return nil, fmt.Errorf("state database %s: corrupt governance entry key %x", s.dir, acts.Key())
+		}
 		idx := int64(binary.BigEndian.Uint64(acts.Key()[1:]))
 		leaf, ok, err := d.get(indexKey(kLeaf, idx))
 		if err == nil && !ok {
@@ -220,7 +229,16 @@ func (s *State) inspect(d *db) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loaded{tree: tree, applied: applied, reg: reg, next: next, checkpoint: cp}, nil
+	l := &loaded{tree: tree, applied: applied, reg: reg, next: next, checkpoint: cp}
+	if cp != nil {
+		// The checks a checkpoint command passes, against the state loaded.
+		c, err := (&State{genesis: s.genesis, tree: tree, reg: reg}).checkCheckpointLocked(cp)
+		if err != nil {
+			return nil, fmt.Errorf("state database %s: stored checkpoint: %w", s.dir, err)
+		}
+		l.cpSize = c.Size
+	}
+	return l, nil
 }
 
 // applyLeafAct applies the governance act of the leaf at idx to reg.
@@ -244,7 +262,23 @@ func (s *State) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.snapMu.Lock()
+	for snap := range s.snaps {
+		snap.Close()
+	}
+	s.snaps = nil
+	s.snapMu.Unlock()
 	return s.db.close()
+}
+
+// releaseSnapshot closes snap unless Close already has.
+func (s *State) releaseSnapshot(snap *pebble.Snapshot) {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if _, ok := s.snaps[snap]; ok {
+		delete(s.snaps, snap)
+		snap.Close()
+	}
 }
 
 // AppliedIndex returns the Raft index of the last command applied; it
@@ -730,8 +764,14 @@ func (s *State) Snapshot() (func(io.Writer) error, error) {
 		return nil, fmt.Errorf("syncing state database: %w", err)
 	}
 	snap := s.db.p.NewSnapshot()
+	s.snapMu.Lock()
+	if s.snaps == nil {
+		s.snaps = map[*pebble.Snapshot]struct{}{}
+	}
+	s.snaps[snap] = struct{}{}
+	s.snapMu.Unlock()
 	return func(w io.Writer) error {
-		defer snap.Close()
+		defer s.releaseSnapshot(snap)
 		bw := bufio.NewWriterSize(w, 1<<20)
 		bw.WriteString(snapshotMagic)
 		if err := dump(snap, bw); err != nil {

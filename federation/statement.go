@@ -3,7 +3,9 @@ package federation
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -78,8 +80,19 @@ type Signer struct {
 	s   signature.Signer
 }
 
-// NewSigner wraps a private key (Ed25519 or ECDSA P-256) as org's statement signer.
+// NewSigner wraps a private key (Ed25519 or ECDSA P-256) as org's statement
+// signer. It refuses other keys: no genesis or key rotation accepts their
+// public keys (see [ParsePublicKey]), so no node would verify what they sign.
 func NewSigner(org string, key crypto.PrivateKey) (*Signer, error) {
+	switch k := key.(type) {
+	case ed25519.PrivateKey:
+	case *ecdsa.PrivateKey:
+		if k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("loading signing key for org %q: ECDSA key is not on P-256 (want Ed25519 or ECDSA P-256)", org)
+		}
+	default:
+		return nil, fmt.Errorf("loading signing key for org %q: unsupported key type %T (want Ed25519 or ECDSA P-256)", org, key)
+	}
 	s, err := signature.LoadSigner(key, crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("loading signing key for org %q: %w", org, err)

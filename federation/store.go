@@ -134,7 +134,12 @@ func (d *db) countLeaves() (int64, error) {
 	if !it.Last() {
 		return 0, it.Error()
 	}
-	return int64(binary.BigEndian.Uint64(it.Key()[1:])) + 1, nil
+	// A snapshot may hold any key: check the form before reading it.
+	k := it.Key()
+	if len(k) != 9 || binary.BigEndian.Uint64(k[1:]) >= 1<<62 {
+		return 0, fmt.Errorf("corrupt leaf key %x", k)
+	}
+	return int64(binary.BigEndian.Uint64(k[1:])) + 1, nil
 }
 
 func (d *db) close() error {

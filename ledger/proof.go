@@ -67,8 +67,12 @@ func ParseProof(b []byte) (*Proof, error) {
 	p := &Proof{Checkpoint: cp}
 	rest := lines[1:]
 	if len(rest) > 0 && strings.HasPrefix(rest[0], "extra ") {
-		e, err := base64.StdEncoding.Strict().DecodeString(strings.TrimPrefix(rest[0], "extra "))
-		if err != nil || len(e) == 0 {
+		line := strings.TrimPrefix(rest[0], "extra ")
+		e, err := base64.StdEncoding.Strict().DecodeString(line)
+		// The decoder skips '\r' and '\n' even in strict mode: only the
+		// canonical encoding is accepted, so the proof marshals back to
+		// the same bytes.
+		if err != nil || len(e) == 0 || base64.StdEncoding.EncodeToString(e) != line {
 			return nil, fmt.Errorf("%w: extra line is not non-empty base64", ErrMalformedProof)
 		}
 		p.Extra = e
@@ -84,7 +88,7 @@ func ParseProof(b []byte) (*Proof, error) {
 	p.Index = idx
 	for _, l := range rest[1:] {
 		raw, err := base64.StdEncoding.Strict().DecodeString(l)
-		if err != nil || len(raw) != len(tlog.Hash{}) {
+		if err != nil || len(raw) != len(tlog.Hash{}) || base64.StdEncoding.EncodeToString(raw) != l {
 			return nil, fmt.Errorf("%w: proof line %q is not a base64 SHA-256 hash", ErrMalformedProof, short(l))
 		}
 		var h tlog.Hash

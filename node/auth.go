@@ -54,6 +54,7 @@ var policies = map[string]policy{
 	hashfedv1.LedgerService_GetInclusionProof_FullMethodName:   anyMember,
 	hashfedv1.LedgerService_GetConsistencyProof_FullMethodName: anyMember,
 	hashfedv1.ClusterService_Join_FullMethodName:               {kinds: []certs.Kind{certs.KindNode}},
+	hashfedv1.ClusterService_Leave_FullMethodName:              {kinds: []certs.Kind{certs.KindNode}},
 	hashfedv1.ClusterService_Status_FullMethodName:             anyMember,
 	// Any node may ask; a node signs only what its own ledger holds.
 	hashfedv1.ClusterService_Cosign_FullMethodName:                         {kinds: []certs.Kind{certs.KindNode}},

@@ -166,8 +166,23 @@ func (n *Node) checkpointLoop(interval time.Duration) {
 		}
 		n.enforceMembership()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*cosignTimeout)
+		// Close waits for this loop: stopping the node ends the attempt,
+		// which would otherwise wait out its timeout, retrying a commit
+		// through a Raft already shut down.
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		size, err := n.publishCheckpoint(ctx)
 		cancel()
+		select {
+		case <-n.stop:
+			return
+		default:
+		}
 		switch {
 		case err != nil && time.Since(lastWarn) > 10*time.Second:
 			lastWarn = time.Now()

@@ -45,8 +45,10 @@ type Config struct {
 	// CheckpointKey is the node's note signing key file (hashfed certs create-node
 	// writes it next to the certificate). Its public half is in the genesis.
 	CheckpointKey string `yaml:"checkpoint_key"`
-	// Join lists API addresses of running nodes, for a node that is not in the
-	// genesis: it asks them to add it to Raft as a non-voter.
+	// Join lists API addresses of running nodes. A node that is not in the
+	// genesis asks them to add it to Raft as a non-voter; a founding voter
+	// that lost its data asks to be added back as a voter. A node with join
+	// addresses never bootstraps a new cluster.
 	Join []string `yaml:"join"`
 	// CheckpointInterval is how often the leader publishes a checkpoint
 	// cosigned by the voting nodes when the ledger has grown, e.g. "500ms".

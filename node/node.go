@@ -130,6 +130,13 @@ func Start(cfg Config) (_ *Node, err error) {
 		raftListen = orDefault(raftListen, gn.RaftAddress)
 		apiListen = orDefault(apiListen, gn.APIAddress)
 		advertise = orDefault(advertise, gn.RaftAddress)
+	} else if len(cfg.Join) > 0 {
+		// A joining node tells the leader where to dial it for Raft. Its
+		// listen address does only if it names a host (not ":7401").
+		advertise = orDefault(advertise, raftListen)
+		if host, _, err := net.SplitHostPort(advertise); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+			return nil, fmt.Errorf("config: a node that joins needs raft_advertise, the host:port other nodes dial for Raft; %q names no host they can dial (e.g. raft_advertise: \"%s.example.org:7401\")", advertise, cfg.NodeID)
+		}
 	}
 	if raftLn == nil {
 		if raftListen == "" {
@@ -164,6 +171,13 @@ func Start(cfg Config) (_ *Node, err error) {
 	if gn == nil || !gn.Voter {
 		boot = nil // non-voters wait to be added
 	}
+	if len(cfg.Join) > 0 {
+		// A node given join addresses never bootstraps: it is a node that
+		// joins later, or a founding voter that lost its data and rejoins
+		// the running federation (docs/OPERATIONS.md). It asks the leader to
+		// add it back and takes the ledger from a snapshot and the log.
+		boot = nil
+	}
 	r := cfg.Raft
 	n.cons, err = consensus.Start(consensus.Config{
 		ID:                 cfg.NodeID,
@@ -173,8 +187,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		ServerTLS:          raftServerTLS,
 		ClientTLS:          clientTLS,
 		Bootstrap:          boot,
+		Rejoin:             len(cfg.Join) > 0,
 		FSM:                state,
 		Prepare:            n.prepare,
+		AuthorizePeer:      n.authorizePeer,
+		AuthorizeJoin:      n.authorizeJoin,
 		Log:                log,
 		HeartbeatTimeout:   r.HeartbeatTimeout,
 		ElectionTimeout:    r.ElectionTimeout,
@@ -191,7 +208,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 
 	n.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(apiTLS)),
+		grpc.Creds(logRefusals(credentials.NewTLS(apiTLS), log)),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(n.unaryAuth),
@@ -223,7 +240,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		n.Close()
 		return nil, err
 	}
-	if gn == nil && len(cfg.Join) > 0 {
+	if len(cfg.Join) > 0 {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.joinLoop(advertise, cert) }()
 	}

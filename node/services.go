@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hashfed/hashfed/certs"
+	"github.com/hashfed/hashfed/consensus"
 	"github.com/hashfed/hashfed/federation"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
@@ -204,6 +206,37 @@ func (s *clusterService) Join(ctx context.Context, req *hashfedv1.JoinRequest) (
 	}
 	s.n.log.InfoContext(ctx, "node joined", "joined", req.GetNodeId(), "raft", req.GetRaftAddress(), "voter", voter)
 	return &hashfedv1.JoinResponse{Voter: voter}, nil
+}
+
+func (s *clusterService) Leave(ctx context.Context, req *hashfedv1.LeaveRequest) (*hashfedv1.LeaveResponse, error) {
+	caller := callerFrom(ctx)
+	id := req.GetNodeId()
+	if id != caller.Identity.Name {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may leave only as itself, not as node %q", caller.Identity, id)
+	}
+	if gn := s.n.state.Genesis().Node(id); gn != nil {
+		if gn.Org != caller.Identity.Org {
+			return nil, status.Errorf(codes.PermissionDenied, "the genesis lists node %q under org %q, not %q", gn.ID, gn.Org, caller.Identity.Org)
+		}
+		if gn.Voter {
+			return nil, status.Errorf(codes.FailedPrecondition, "node %q is a voter the genesis lists: it leaves Raft only when governance removes org %q (hashfed gov)", id, gn.Org)
+		}
+	}
+	st, err := s.n.cons.Status()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading raft configuration: %v", err)
+	}
+	if st.State != "Leader" {
+		return nil, status.Errorf(codes.FailedPrecondition, "node %s is not the Raft leader; ask the leader, %s (raft %s)", st.ID, orDefault(st.LeaderID, "unknown"), orDefault(st.LeaderAddress, "unknown"))
+	}
+	if !slices.ContainsFunc(st.Members, func(m consensus.Member) bool { return m.ID == id }) {
+		return nil, status.Errorf(codes.NotFound, "node %q is not in the Raft configuration", id)
+	}
+	if err := s.n.cons.RemoveServer(id); err != nil {
+		return nil, consensusStatus(err)
+	}
+	s.n.log.InfoContext(ctx, "node left", "left", id)
+	return &hashfedv1.LeaveResponse{}, nil
 }
 
 func (s *clusterService) Status(ctx context.Context, _ *hashfedv1.StatusRequest) (*hashfedv1.StatusResponse, error) {

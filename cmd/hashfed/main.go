@@ -19,7 +19,7 @@ type command struct {
 var commands = map[string]command{
 	"certs":          {"create org CAs, node and client certificates, signing keys", runCerts},
 	"genesis":        {"write an org's founder file; assemble the genesis document", runGenesis},
-	"node":           {"run a node: hashfed node --config node.yaml", runNode},
+	"node":           {"run a node: hashfed node --config node.yaml; retire a non-voter: hashfed node leave --config node.yaml", runNode},
 	"publish":        {"sign and publish a CSV or JSON-lines file of signals (add, retract, relabel), split into contributions, resumable", runPublish},
 	"feedback":       {"record your org's verdict (true/false positive, disputed) on signals of a set it reads", runFeedback},
 	"subscribe":      {"stream verified ledger entries and signals from a cursor, or keep a verified local mirror (--out DIR)", runSubscribe},

@@ -2,21 +2,31 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/hashfed/hashfed/client"
+	"github.com/hashfed/hashfed/federation"
 	"github.com/hashfed/hashfed/internal/localfed"
 	"github.com/hashfed/hashfed/node"
+	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
 
 func runNode(args []string) error {
-	fs := newFlags("node", "node --config node.yaml")
+	if len(args) > 0 && args[0] == "leave" {
+		return runNodeLeave(args[1:])
+	}
+	fs := newFlags("node", "node --config node.yaml | node leave --config node.yaml [--via ADDR,...]")
 	cfgPath := fs.String("config", "", "node configuration file (YAML; see README)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -36,6 +46,72 @@ func runNode(args []string) error {
 	defer stop()
 	<-ctx.Done()
 	return n.Close()
+}
+
+// runNodeLeave takes a retired node out of the Raft configuration, as the
+// node itself: it needs the node's configuration (certificate, key and
+// genesis), not the node running. It asks each candidate address until the
+// leader answers.
+func runNodeLeave(args []string) error {
+	fs := newFlags("node leave", "node leave --config node.yaml [--via ADDR,...]")
+	cfgPath := fs.String("config", "", "the retired node's configuration file")
+	via := fs.String("via", "", "API addresses of running nodes to ask (default: the config's join list, then every node the genesis lists)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return exitError{2, "--config is required"}
+	}
+	cfg, err := node.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	doc, err := os.ReadFile(cfg.Genesis)
+	if err != nil {
+		return err
+	}
+	g, err := federation.ParseGenesis(doc)
+	if err != nil {
+		return err
+	}
+	if gn := g.Node(cfg.NodeID); gn != nil && gn.Voter {
+		return fmt.Errorf("node %s is a voter the genesis lists: it leaves Raft only when governance removes org %s (hashfed gov)", cfg.NodeID, gn.Org)
+	}
+	addrs := splitList(*via)
+	if len(addrs) == 0 {
+		addrs = append(addrs, cfg.Join...)
+		for _, gn := range g.Nodes {
+			if gn.ID != cfg.NodeID && !slices.Contains(addrs, gn.APIAddress) {
+				addrs = append(addrs, gn.APIAddress)
+			}
+		}
+	}
+	var last error
+	for _, addr := range addrs {
+		c, err := client.Dial(client.Config{Node: addr, Genesis: cfg.Genesis, Cert: cfg.TLSCert, Key: cfg.TLSKey})
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		_, err = c.Cluster.Leave(ctx, &hashfedv1.LeaveRequest{NodeId: cfg.NodeID})
+		cancel()
+		c.Close()
+		switch status.Code(err) {
+		case codes.OK:
+			fmt.Printf("node %s left the Raft configuration (asked %s)\n", cfg.NodeID, addr)
+			return nil
+		case codes.NotFound:
+			fmt.Printf("node %s is not in the Raft configuration (asked the leader, %s)\n", cfg.NodeID, addr)
+			return nil
+		case codes.PermissionDenied, codes.InvalidArgument:
+			return fmt.Errorf("%s: %w", addr, client.Explain(err))
+		}
+		last = fmt.Errorf("%s: %w", addr, client.Explain(err))
+	}
+	if last == nil {
+		return errors.New("no node to ask: give --via ADDR,...")
+	}
+	return fmt.Errorf("no leader took the request; last answer: %w", last)
 }
 
 // clientFlags are the flags every command that talks to a node takes.

@@ -101,13 +101,11 @@ func runSubscribe(args []string) error {
 
 	cursor := int64(0)
 	if *cursorFile != "" {
-		if b, err := os.ReadFile(*cursorFile); err == nil {
-			if cursor, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil || cursor < 0 {
-				return fmt.Errorf("cursor file %s does not hold an entry number", *cursorFile)
-			}
-		} else if !errors.Is(err, os.ErrNotExist) {
+		c, err := loadCursor(*cursorFile)
+		if err != nil {
 			return err
 		}
+		cursor = c
 	}
 	if *from >= 0 {
 		cursor = *from
@@ -244,6 +242,23 @@ func dialNodes(cf clientFlags) (*client.Follower, error) {
 		f.Clients = append(f.Clients, c)
 	}
 	return f, nil
+}
+
+// loadCursor reads the cursor file at path: the next entry to read, in
+// decimal, as [saveCursor] writes it. A missing file means entry 0.
+func loadCursor(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	cursor, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || cursor < 0 {
+		return 0, fmt.Errorf("cursor file %s does not hold an entry number", path)
+	}
+	return cursor, nil
 }
 
 // saveCursor replaces the cursor file atomically.

@@ -48,6 +48,12 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// Log receives every node's logs; nil discards them.
 	Log *slog.Logger
+	// RaftProxy, when set, is called for each node with the loopback
+	// address its Raft listener is bound to (target). It returns the
+	// address that other nodes dial instead (advertised), which goes into
+	// the genesis: a fault proxy forwarding to target, so a test controls
+	// the node's inbound Raft traffic. Nil advertises target itself.
+	RaftProxy func(nodeID, target string) (advertised string, err error)
 }
 
 // DemoOptions is the three-org federation of `hashfed demo`: an NGO that
@@ -76,10 +82,14 @@ type Org struct {
 
 // A NodeFiles is one node's files and addresses.
 type NodeFiles struct {
-	ID, Org     string
-	Config      string // YAML configuration file
-	APIAddress  string
+	ID, Org    string
+	Config     string // YAML configuration file
+	APIAddress string
+	// RaftAddress is the Raft address other nodes dial, as in the genesis.
 	RaftAddress string
+	// RaftListen is where the node's Raft listener is bound: RaftAddress,
+	// unless [Options.RaftProxy] put a proxy in front of it.
+	RaftListen string
 	// HTTPAddress is where the node's HTTPS tile server listens.
 	HTTPAddress string
 	// CheckpointVKey is the node's checkpoint verifier key.
@@ -233,16 +243,27 @@ func (f *Federation) createNode(dir, org, id string) (*NodeFiles, error) {
 		Config:         filepath.Join(dir, "node-"+id+".yaml"),
 		APIAddress:     apiLn.Addr().String(),
 		RaftAddress:    raftLn.Addr().String(),
+		RaftListen:     raftLn.Addr().String(),
 		HTTPAddress:    httpLn.Addr().String(),
 		CheckpointVKey: vkey,
 		apiLn:          apiLn, raftLn: raftLn, httpLn: httpLn,
+	}
+	if f.Opts.RaftProxy != nil {
+		adv, err := f.Opts.RaftProxy(id, nf.RaftListen)
+		if err != nil {
+			apiLn.Close()
+			raftLn.Close()
+			httpLn.Close()
+			return nil, fmt.Errorf("raft proxy for node %s: %w", id, err)
+		}
+		nf.RaftAddress = adv
 	}
 	cfg := node.DefaultConfig()
 	cfg.NodeID = id
 	cfg.DataDir = filepath.Join(dir, "data-"+id)
 	cfg.TLSCert, cfg.TLSKey = certPath, keyPath
 	cfg.CheckpointKey = notePath
-	cfg.APIListen, cfg.RaftListen, cfg.HTTPListen = nf.APIAddress, nf.RaftAddress, nf.HTTPAddress
+	cfg.APIListen, cfg.RaftListen, cfg.HTTPListen = nf.APIAddress, nf.RaftListen, nf.HTTPAddress
 	if f.Opts.Raft.HeartbeatTimeout != 0 {
 		cfg.Raft = f.Opts.Raft
 	}

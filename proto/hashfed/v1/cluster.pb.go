@@ -21,6 +21,89 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// A LeaveRequest names the node to take out of the Raft configuration.
+type LeaveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Must equal the node name in the caller's certificate.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *LeaveRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// A LeaveResponse confirms the node is no longer a member.
+type LeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
 // A CosignRequest carries a checkpoint body to sign.
 type CosignRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -32,7 +115,7 @@ type CosignRequest struct {
 
 func (x *CosignRequest) Reset() {
 	*x = CosignRequest{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +127,7 @@ func (x *CosignRequest) String() string {
 func (*CosignRequest) ProtoMessage() {}
 
 func (x *CosignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[0]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +140,7 @@ func (x *CosignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignRequest.ProtoReflect.Descriptor instead.
 func (*CosignRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CosignRequest) GetCheckpoint() []byte {
@@ -78,7 +161,7 @@ type CosignResponse struct {
 
 func (x *CosignResponse) Reset() {
 	*x = CosignResponse{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +173,7 @@ func (x *CosignResponse) String() string {
 func (*CosignResponse) ProtoMessage() {}
 
 func (x *CosignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[1]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +186,7 @@ func (x *CosignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignResponse.ProtoReflect.Descriptor instead.
 func (*CosignResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CosignResponse) GetSignatures() []byte {
@@ -126,7 +209,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -138,7 +221,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[2]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -151,7 +234,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -178,7 +261,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -190,7 +273,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[3]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -203,7 +286,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JoinResponse) GetVoter() bool {
@@ -222,7 +305,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +317,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[4]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +330,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 // A Member is one server in the Raft configuration.
@@ -262,7 +345,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[5]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +357,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[5]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +370,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Member) GetNodeId() string {
@@ -330,7 +413,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[6]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +425,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hashfed_v1_cluster_proto_msgTypes[6]
+	mi := &file_hashfed_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +438,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_hashfed_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -419,7 +502,10 @@ var File_hashfed_v1_cluster_proto protoreflect.FileDescriptor
 const file_hashfed_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18hashfed/v1/cluster.proto\x12\n" +
-	"hashfed.v1\"/\n" +
+	"hashfed.v1\"'\n" +
+	"\fLeaveRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x0f\n" +
+	"\rLeaveResponse\"/\n" +
 	"\rCosignRequest\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\fR\n" +
@@ -447,11 +533,12 @@ const file_hashfed_v1_cluster_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x12\n" +
 	"\x04term\x18\a \x01(\x04R\x04term\x12\x1f\n" +
 	"\vledger_size\x18\b \x01(\x03R\n" +
-	"ledgerSize2\xcd\x01\n" +
+	"ledgerSize2\x8b\x02\n" +
 	"\x0eClusterService\x129\n" +
 	"\x04Join\x12\x17.hashfed.v1.JoinRequest\x1a\x18.hashfed.v1.JoinResponse\x12?\n" +
 	"\x06Status\x12\x19.hashfed.v1.StatusRequest\x1a\x1a.hashfed.v1.StatusResponse\x12?\n" +
-	"\x06Cosign\x12\x19.hashfed.v1.CosignRequest\x1a\x1a.hashfed.v1.CosignResponseB7Z5github.com/hashfed/hashfed/proto/hashfed/v1;hashfedv1b\x06proto3"
+	"\x06Cosign\x12\x19.hashfed.v1.CosignRequest\x1a\x1a.hashfed.v1.CosignResponse\x12<\n" +
+	"\x05Leave\x12\x18.hashfed.v1.LeaveRequest\x1a\x19.hashfed.v1.LeaveResponseB7Z5github.com/hashfed/hashfed/proto/hashfed/v1;hashfedv1b\x06proto3"
 
 var (
 	file_hashfed_v1_cluster_proto_rawDescOnce sync.Once
@@ -465,26 +552,30 @@ func file_hashfed_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_hashfed_v1_cluster_proto_rawDescData
 }
 
-var file_hashfed_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_hashfed_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_hashfed_v1_cluster_proto_goTypes = []any{
-	(*CosignRequest)(nil),  // 0: hashfed.v1.CosignRequest
-	(*CosignResponse)(nil), // 1: hashfed.v1.CosignResponse
-	(*JoinRequest)(nil),    // 2: hashfed.v1.JoinRequest
-	(*JoinResponse)(nil),   // 3: hashfed.v1.JoinResponse
-	(*StatusRequest)(nil),  // 4: hashfed.v1.StatusRequest
-	(*Member)(nil),         // 5: hashfed.v1.Member
-	(*StatusResponse)(nil), // 6: hashfed.v1.StatusResponse
+	(*LeaveRequest)(nil),   // 0: hashfed.v1.LeaveRequest
+	(*LeaveResponse)(nil),  // 1: hashfed.v1.LeaveResponse
+	(*CosignRequest)(nil),  // 2: hashfed.v1.CosignRequest
+	(*CosignResponse)(nil), // 3: hashfed.v1.CosignResponse
+	(*JoinRequest)(nil),    // 4: hashfed.v1.JoinRequest
+	(*JoinResponse)(nil),   // 5: hashfed.v1.JoinResponse
+	(*StatusRequest)(nil),  // 6: hashfed.v1.StatusRequest
+	(*Member)(nil),         // 7: hashfed.v1.Member
+	(*StatusResponse)(nil), // 8: hashfed.v1.StatusResponse
 }
 var file_hashfed_v1_cluster_proto_depIdxs = []int32{
-	5, // 0: hashfed.v1.StatusResponse.members:type_name -> hashfed.v1.Member
-	2, // 1: hashfed.v1.ClusterService.Join:input_type -> hashfed.v1.JoinRequest
-	4, // 2: hashfed.v1.ClusterService.Status:input_type -> hashfed.v1.StatusRequest
-	0, // 3: hashfed.v1.ClusterService.Cosign:input_type -> hashfed.v1.CosignRequest
-	3, // 4: hashfed.v1.ClusterService.Join:output_type -> hashfed.v1.JoinResponse
-	6, // 5: hashfed.v1.ClusterService.Status:output_type -> hashfed.v1.StatusResponse
-	1, // 6: hashfed.v1.ClusterService.Cosign:output_type -> hashfed.v1.CosignResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
+	7, // 0: hashfed.v1.StatusResponse.members:type_name -> hashfed.v1.Member
+	4, // 1: hashfed.v1.ClusterService.Join:input_type -> hashfed.v1.JoinRequest
+	6, // 2: hashfed.v1.ClusterService.Status:input_type -> hashfed.v1.StatusRequest
+	2, // 3: hashfed.v1.ClusterService.Cosign:input_type -> hashfed.v1.CosignRequest
+	0, // 4: hashfed.v1.ClusterService.Leave:input_type -> hashfed.v1.LeaveRequest
+	5, // 5: hashfed.v1.ClusterService.Join:output_type -> hashfed.v1.JoinResponse
+	8, // 6: hashfed.v1.ClusterService.Status:output_type -> hashfed.v1.StatusResponse
+	3, // 7: hashfed.v1.ClusterService.Cosign:output_type -> hashfed.v1.CosignResponse
+	1, // 8: hashfed.v1.ClusterService.Leave:output_type -> hashfed.v1.LeaveResponse
+	5, // [5:9] is the sub-list for method output_type
+	1, // [1:5] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -501,7 +592,7 @@ func file_hashfed_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hashfed_v1_cluster_proto_rawDesc), len(file_hashfed_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

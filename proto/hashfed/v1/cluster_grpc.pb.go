@@ -22,6 +22,7 @@ const (
 	ClusterService_Join_FullMethodName   = "/hashfed.v1.ClusterService/Join"
 	ClusterService_Status_FullMethodName = "/hashfed.v1.ClusterService/Status"
 	ClusterService_Cosign_FullMethodName = "/hashfed.v1.ClusterService/Cosign"
+	ClusterService_Leave_FullMethodName  = "/hashfed.v1.ClusterService/Leave"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -40,6 +41,12 @@ type ClusterServiceClient interface {
 	// if its own ledger has at least that many entries and the same root at that
 	// size. Only nodes may call it.
 	Cosign(ctx context.Context, in *CosignRequest, opts ...grpc.CallOption) (*CosignResponse, error)
+	// Leave takes the calling node out of the Raft configuration, for a node
+	// that is retired for good. Only a node may call it, only for itself (the
+	// operator of a dead node still holds its certificate), and only on the
+	// leader: elsewhere it is FailedPrecondition naming the leader. A voting
+	// node the genesis lists is taken out only when governance removes its org.
+	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -80,6 +87,16 @@ func (c *clusterServiceClient) Cosign(ctx context.Context, in *CosignRequest, op
 	return out, nil
 }
 
+func (c *clusterServiceClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveResponse)
+	err := c.cc.Invoke(ctx, ClusterService_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -96,6 +113,12 @@ type ClusterServiceServer interface {
 	// if its own ledger has at least that many entries and the same root at that
 	// size. Only nodes may call it.
 	Cosign(context.Context, *CosignRequest) (*CosignResponse, error)
+	// Leave takes the calling node out of the Raft configuration, for a node
+	// that is retired for good. Only a node may call it, only for itself (the
+	// operator of a dead node still holds its certificate), and only on the
+	// leader: elsewhere it is FailedPrecondition naming the leader. A voting
+	// node the genesis lists is taken out only when governance removes its org.
+	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -114,6 +137,9 @@ func (UnimplementedClusterServiceServer) Status(context.Context, *StatusRequest)
 }
 func (UnimplementedClusterServiceServer) Cosign(context.Context, *CosignRequest) (*CosignResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Cosign not implemented")
+}
+func (UnimplementedClusterServiceServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -190,6 +216,24 @@ func _ClusterService_Cosign_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).Leave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_Leave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).Leave(ctx, req.(*LeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +252,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Cosign",
 			Handler:    _ClusterService_Cosign_Handler,
+		},
+		{
+			MethodName: "Leave",
+			Handler:    _ClusterService_Leave_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
