@@ -49,6 +49,11 @@ type Client struct {
 	Ledger     hashfedv1.LedgerServiceClient
 	Cluster    hashfedv1.ClusterServiceClient
 	Governance hashfedv1.GovernanceServiceClient
+
+	// PublishAttempts bounds how often [Client.PublishChange] sends one
+	// contribution whose outcome stays unknown; 0 means
+	// [DefaultPublishAttempts].
+	PublishAttempts int
 }
 
 // maxMessageSize matches the node's limit.

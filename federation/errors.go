@@ -42,9 +42,21 @@ func (c Code) String() string {
 type RejectError struct {
 	Code Code
 	Msg  string
+	// Committed is set on an AlreadyExists rejection of a resend: the
+	// contribution, signed again or not, is already on the ledger at this
+	// entry index (a contribution is never at entry 0, the genesis).
+	Committed int64
 }
 
 func (e *RejectError) Error() string { return e.Msg }
+
+// A node answers a resend of a committed contribution with an AlreadyExists
+// status carrying a google.rpc.ErrorInfo of domain [ErrorDomain] and reason
+// [ReasonCommitted], whose metadata "index" is the entry index (decimal).
+const (
+	ErrorDomain     = "hashfed"
+	ReasonCommitted = "CONTRIBUTION_ALREADY_COMMITTED"
+)
 
 func reject(code Code, format string, args ...any) *RejectError {
 	return &RejectError{Code: code, Msg: fmt.Sprintf(format, args...)}

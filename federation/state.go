@@ -303,6 +303,8 @@ type Result struct {
 	TreeSize int64  `json:"tree_size,omitempty"`
 	Code     Code   `json:"code,omitempty"`
 	Msg      string `json:"msg,omitempty"`
+	// Committed: see [RejectError.Committed].
+	Committed int64 `json:"committed,omitempty"`
 }
 
 // Err returns the rejection as a *RejectError, or nil.
@@ -310,7 +312,7 @@ func (r *Result) Err() error {
 	if r.Code == 0 {
 		return nil
 	}
-	return &RejectError{Code: r.Code, Msg: r.Msg}
+	return &RejectError{Code: r.Code, Msg: r.Msg, Committed: r.Committed}
 }
 
 // EncodeResult encodes r for transport.
@@ -333,7 +335,7 @@ func rejectResult(err error) []byte {
 	if !errors.As(err, &re) {
 		re = &RejectError{Code: CodeInvalid, Msg: err.Error()}
 	}
-	return EncodeResult(&Result{Code: re.Code, Msg: re.Msg})
+	return EncodeResult(&Result{Code: re.Code, Msg: re.Msg, Committed: re.Committed})
 }
 
 // Apply applies one serialized [hashfedv1.Command], committed at Raft log
@@ -397,6 +399,7 @@ func (s *State) Apply(index uint64, cmd []byte) []byte {
 		}, func(idx int64) func() {
 			k := seqKey{st.Org, st.Set}
 			s.db.set(append(append(append([]byte{kSequence}, st.Org...), 0), st.Set...), be64(st.Sequence+1))
+			s.db.set(contribKey(st.Org, st.Set, st.Sequence), be64(uint64(idx)))
 			if p != nil {
 				s.db.set(indexKey(kPayload, idx), payload)
 				if err := s.writeChangeLocked(st, p, idx); err != nil {
@@ -588,7 +591,7 @@ func (s *State) checkStatementLocked(c *hashfedv1.Contribution) (*Statement, err
 	}
 	next := s.nextLocked(st.Org, st.Set)
 	if st.Sequence < next {
-		return nil, reject(CodeAlreadyExists, "sequence %d of org %q for set %q is already committed (the next is %d): this contribution is a replay", st.Sequence, st.Org, st.Set, next)
+		return nil, s.replayLocked(st, next)
 	}
 	if st.Sequence > next {
 		return nil, reject(CodeFailedPrecondition, "sequence %d of org %q for set %q skips ahead: the next must be %d", st.Sequence, st.Org, st.Set, next)
@@ -600,6 +603,44 @@ func (s *State) checkStatementLocked(c *hashfedv1.Contribution) (*Statement, err
 		return nil, reject(CodeInvalid, "contribution carries %d signals, at most %d allowed: split them into several contributions", st.Count, MaxSignals)
 	}
 	return st, nil
+}
+
+// replayLocked explains why st, whose sequence number is already used, is
+// refused. A resend of the committed contribution (the same statement, signed
+// again or not; only the informative issued_at may differ) is told where the
+// contribution is, so a publisher that lost the first answer knows it
+// landed. Contributions applied before hashfed recorded their positions get
+// the plain replay message.
+func (s *State) replayLocked(st *Statement, next uint64) *RejectError {
+	b, ok, err := s.db.get(contribKey(st.Org, st.Set, st.Sequence))
+	if err != nil || !ok || len(b) != 8 {
+		return reject(CodeAlreadyExists, "sequence %d of org %q for set %q is already committed (the next is %d): this contribution is a replay", st.Sequence, st.Org, st.Set, next)
+	}
+	idx := int64(binary.BigEndian.Uint64(b))
+	leaf, ok, err := s.db.get(indexKey(kLeaf, idx))
+	var prev *Statement
+	if err == nil && ok {
+		_, prev, err = DecodeEntry(leaf)
+	}
+	if err != nil || prev == nil {
+		return reject(CodeAlreadyExists, "sequence %d of org %q for set %q is already committed at entry %d (the next is %d): this contribution is a replay", st.Sequence, st.Org, st.Set, idx, next)
+	}
+	if !SameContribution(prev, st) {
+		return reject(CodeAlreadyExists, "sequence %d of org %q for set %q is already used by a different contribution, at entry %d (the next is %d): sign this change again with sequence %d", st.Sequence, st.Org, st.Set, idx, next, next)
+	}
+	re := reject(CodeAlreadyExists, "contribution %d of org %q to set %q is already committed, at entry %d: this is a resend or replay of it, and nothing changed", st.Sequence, st.Org, st.Set, idx)
+	re.Committed = idx
+	return re
+}
+
+// SameContribution reports whether two statements make the same
+// contribution: they agree on everything but the publisher's informative
+// issued_at timestamp.
+func SameContribution(a, b *Statement) bool {
+	return a.Federation == b.Federation && a.Org == b.Org && a.Set == b.Set &&
+		a.Sequence == b.Sequence && a.Op == b.Op && a.Verdict == b.Verdict &&
+		a.Count == b.Count && slices.Equal(a.Types, b.Types) &&
+		slices.Equal(a.Labels, b.Labels) && a.PayloadSHA256 == b.PayloadSHA256
 }
 
 func (s *State) nextLocked(org, set string) uint64 {

@@ -23,6 +23,7 @@ const (
 	kPayload  = 0x04 // kPayload + be64(entry index) → payload of a statement
 	kSequence = 0x05 // kSequence + org + 0 + set → be64(next sequence)
 	kActEntry = 0x06 // kActEntry + be64(entry index) → nothing: a governance entry
+	kContrib  = 0x07 // kContrib + org + 0 + set + 0 + be64(sequence) → be64(entry index) of that contribution
 	kSignal   = 0x10 // kSignal + set + 0 + signal key → signal record
 	kCount    = 0x11 // kCount + set → be64(signals in the set)
 	kVerdict  = 0x12 // kVerdict + set + 0 + signal key + org → verdict record
@@ -43,6 +44,12 @@ func indexKey(prefix byte, i int64) []byte {
 }
 
 func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// contribKey is the key recording where contribution seq of org to set is.
+func contribKey(org, set string, seq uint64) []byte {
+	b := append(append(append(append([]byte{kContrib}, org...), 0), set...), 0)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
 
 // setPrefix returns prefix + set + 0: the start of every key of set under prefix.
 func setPrefix(prefix byte, set string) []byte {

@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"errors"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -152,5 +155,18 @@ func rejectStatus(err error) error {
 	if code == codes.OK {
 		code = codes.Internal
 	}
-	return status.Error(code, err.Error())
+	st := status.New(code, err.Error())
+	var re *federation.RejectError
+	if errors.As(err, &re) && re.Committed > 0 {
+		// A resend of a committed contribution: say where it is, in a form
+		// clients read without parsing the message.
+		if with, derr := st.WithDetails(&errdetails.ErrorInfo{
+			Domain:   federation.ErrorDomain,
+			Reason:   federation.ReasonCommitted,
+			Metadata: map[string]string{"index": strconv.FormatInt(re.Committed, 10)},
+		}); derr == nil {
+			st = with
+		}
+	}
+	return st.Err()
 }

@@ -129,8 +129,29 @@ func TestHostileInputs(t *testing.T) {
 
 		// Statements: signer, sequence, set.
 		{name: "replayed_contribution", code: codes.AlreadyExists,
-			call: func(t *testing.T) error { return publish(h.ngo, h.committed) },
-			msg:  []string{`sequence 1 of org "ngo" for set "ngo/csam" is already committed (the next is 2)`, "replay"}},
+			call: func(t *testing.T) error {
+				err := publish(h.ngo, h.committed)
+				// The status also says where the contribution is, for
+				// publishers resending after a lost answer.
+				if idx, ok := client.CommittedAt(err); !ok || idx != 1 {
+					t.Errorf("CommittedAt(%v) = %d, %t; want entry 1", err, idx, ok)
+				}
+				return err
+			},
+			msg: []string{`contribution 1 of org "ngo" to set "ngo/csam" is already committed, at entry 1`, "replay", "nothing changed"}},
+		{name: "sequence_reused_by_another_change", code: codes.AlreadyExists,
+			call: func(t *testing.T) error {
+				c, _, err := federation.BuildContribution(h.ngoS, fedName, "ngo/csam", 1, sampleSignals(300, 1), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = publish(h.ngo, c)
+				if _, ok := client.CommittedAt(err); ok {
+					t.Errorf("a different contribution with a used sequence number was answered as committed: %v", err)
+				}
+				return err
+			},
+			msg: []string{`sequence 1 of org "ngo" for set "ngo/csam" is already used by a different contribution, at entry 1`, "sign this change again with sequence"}},
 		{name: "sequence_gap", code: codes.FailedPrecondition,
 			call: func(t *testing.T) error {
 				c, _, err := federation.BuildContribution(h.ngoS, fedName, "ngo/csam", 7, sampleSignals(100, 2), "")

@@ -353,7 +353,7 @@ func (n *Node) prepare(req []byte) (cmd, rejectRes []byte) {
 		if _, err := n.state.Check(ct); err != nil {
 			var re *federation.RejectError
 			if errors.As(err, &re) {
-				return nil, federation.EncodeResult(&federation.Result{Code: re.Code, Msg: re.Msg})
+				return nil, federation.EncodeResult(&federation.Result{Code: re.Code, Msg: re.Msg, Committed: re.Committed})
 			}
 			return nil, federation.EncodeResult(&federation.Result{Code: federation.CodeInvalid, Msg: err.Error()})
 		}
