@@ -183,7 +183,7 @@ func (f *forwarder) get(address string) (net.Conn, error) {
 		c.Close()
 	}
 	f.mu.Unlock()
-	return dialKind(context.Background(), address, f.n.cfg.DialTimeout, f.n.cfg.ClientTLS, kindForward)
+	return dialKind(context.Background(), address, f.n.cfg.DialTimeout, f.n.cfg.ClientTLS, kindForward, nil)
 }
 
 // alive reports whether an idle connection is still open: the remote node

@@ -78,6 +78,16 @@ type Config struct {
 	// (such as a voter the founding configuration does not list). Nil allows
 	// every join.
 	AuthorizeJoin func(id, address string, voter bool) error
+	// AuthorizeServer decides, after ClientTLS has verified the certificate
+	// of a server this node dialed to send Raft RPCs (which carry the whole
+	// log), whether it may receive them. id is the server the latest
+	// configuration lists at the dialed address, "" if none. A refused dial
+	// fails; so does a connection refused when [Node.RecheckServers] runs.
+	// Nil allows every server ClientTLS accepts.
+	AuthorizeServer func(id string, cs tls.ConnectionState) error
+	// OnRefusedServer, if set, is called on a goroutine of its own with the
+	// ID of each server AuthorizeServer refused.
+	OnRefusedServer func(id string)
 
 	// Raft timing. For federations spanning continents raise these well above
 	// the round-trip time (e.g. 1.5 s heartbeat and election timeouts for 150 ms RTT).
@@ -147,6 +157,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	mux       *muxListener
+	streams   *streamLayer
 	fwd       *forwarder
 	// started is raft once it exists, for connections the mux accepts
 	// while Start is still running.
@@ -193,8 +204,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 
 	n.mux = newMuxListener(cfg.Listener, tcpAddr(cfg.Advertise), cfg.ServerTLS, cfg.Log, n.serveForward, n.authorizePeer)
+	n.streams = &streamLayer{m: n.mux, dialTLS: cfg.ClientTLS, authorize: n.authorizeServer}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{m: n.mux, dialTLS: cfg.ClientTLS},
+		Stream:  n.streams,
 		MaxPool: 3,
 		// One RPC in flight per follower turns pipelined replication off.
 		// hashicorp/raft v1.7.3 can deadlock a pipeline: with the default of 2
@@ -570,6 +582,47 @@ func (n *Node) authorizePeer(cs tls.ConnectionState, raftRPC bool) error {
 		return nil
 	}
 	return n.cfg.AuthorizePeer(cs, raftRPC, n.isMember)
+}
+
+// authorizeServer applies Config.AuthorizeServer to a Raft connection this
+// node dialed to address.
+func (n *Node) authorizeServer(address string, cs tls.ConnectionState) error {
+	if n.cfg.AuthorizeServer == nil {
+		return nil
+	}
+	id := n.serverAt(address)
+	err := n.cfg.AuthorizeServer(id, cs)
+	if err != nil && id != "" && n.cfg.OnRefusedServer != nil {
+		go n.cfg.OnRefusedServer(id)
+	}
+	return err
+}
+
+// RecheckServers runs Config.AuthorizeServer again on every Raft connection
+// this node dialed and closes those it now refuses, for when what it
+// decides on has changed (membership, read access).
+func (n *Node) RecheckServers() {
+	if n.streams != nil {
+		n.streams.recheck()
+	}
+}
+
+// serverAt returns the ID the latest configuration lists at address, or "".
+func (n *Node) serverAt(address string) string {
+	r := n.started.Load()
+	if r == nil {
+		return ""
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return ""
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.Address) == address {
+			return string(s.ID)
+		}
+	}
+	return ""
 }
 
 // isMember reports whether id is in the latest configuration. Before Raft

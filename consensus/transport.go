@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -134,6 +135,50 @@ func (m *muxListener) Close() error {
 type streamLayer struct {
 	m       *muxListener
 	dialTLS *tls.Config
+	// authorize, if set, decides whether the server dialed at an address
+	// may receive Raft RPCs.
+	authorize func(address string, cs tls.ConnectionState) error
+
+	mu     sync.Mutex
+	dialed map[*dialedConn]struct{} // open Raft connections this node dialed
+}
+
+// A dialedConn is a Raft connection this node dialed, kept so that recheck
+// can close it when its server is no longer allowed the log.
+type dialedConn struct {
+	*tls.Conn
+	address string
+	s       *streamLayer
+	once    sync.Once
+}
+
+func (c *dialedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.dialed, c)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// recheck authorizes every open dialed connection again and closes those
+// refused now.
+func (s *streamLayer) recheck() {
+	if s.authorize == nil {
+		return
+	}
+	s.mu.Lock()
+	conns := make([]*dialedConn, 0, len(s.dialed))
+	for c := range s.dialed {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		if err := s.authorize(c.address, c.ConnectionState()); err != nil {
+			s.m.log.Warn("closing a raft connection to a server no longer allowed the log", "address", c.address, "err", err)
+			c.Close()
+		}
+	}
 }
 
 func (s *streamLayer) Accept() (net.Conn, error) {
@@ -162,12 +207,33 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		case <-ctx.Done():
 		}
 	}()
-	return dialKind(ctx, string(address), timeout, s.dialTLS, kindRaft)
+	var check func(tls.ConnectionState) error
+	if s.authorize != nil {
+		check = func(cs tls.ConnectionState) error {
+			if err := s.authorize(string(address), cs); err != nil {
+				return fmt.Errorf("raft server at %s may not receive the log: %w", address, err)
+			}
+			return nil
+		}
+	}
+	tc, err := dialKind(ctx, string(address), timeout, s.dialTLS, kindRaft, check)
+	if err != nil {
+		return nil, err
+	}
+	c := &dialedConn{Conn: tc, address: string(address), s: s}
+	s.mu.Lock()
+	if s.dialed == nil {
+		s.dialed = map[*dialedConn]struct{}{}
+	}
+	s.dialed[c] = struct{}{}
+	s.mu.Unlock()
+	return c, nil
 }
 
 // dialKind opens a TLS connection to address and announces its kind. It
-// gives up after timeout or when ctx ends.
-func dialKind(ctx context.Context, address string, timeout time.Duration, conf *tls.Config, kind byte) (*tls.Conn, error) {
+// gives up after timeout or when ctx ends. check, if not nil, runs after the
+// handshake and may refuse the server.
+func dialKind(ctx context.Context, address string, timeout time.Duration, conf *tls.Config, kind byte, check func(tls.ConnectionState) error) (*tls.Conn, error) {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, err
@@ -182,6 +248,12 @@ func dialKind(ctx context.Context, address string, timeout time.Duration, conf *
 		return nil, err
 	}
 	tc := c.(*tls.Conn)
+	if check != nil {
+		if err := check(tc.ConnectionState()); err != nil {
+			tc.Close()
+			return nil, err
+		}
+	}
 	tc.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := tc.Write([]byte{kind}); err != nil {
 		tc.Close()

@@ -49,6 +49,12 @@ type Node struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+
+	// consReady is closed once cons is set.
+	consReady chan struct{}
+	// removing holds the joined servers being removed for holding the log
+	// without the right to (see onRefusedServer).
+	removing sync.Map
 }
 
 // Start starts a node: Raft, the state machine, the gRPC API and, if
@@ -157,7 +163,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: log, id: id, state: state, signer: signer, apiLn: apiLn, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, id: id, state: state, signer: signer, apiLn: apiLn, stop: make(chan struct{}), consReady: make(chan struct{})}
 	n.peerCreds = credentials.NewTLS(clientTLS)
 	n.trust = trust
 	n.cosigners.n = n
@@ -192,6 +198,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		Prepare:            n.prepare,
 		AuthorizePeer:      n.authorizePeer,
 		AuthorizeJoin:      n.authorizeJoin,
+		AuthorizeServer:    n.authorizeServer,
+		OnRefusedServer:    n.onRefusedServer,
 		Log:                log,
 		HeartbeatTimeout:   r.HeartbeatTimeout,
 		ElectionTimeout:    r.ElectionTimeout,
@@ -206,6 +214,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		apiLn.Close()
 		return nil, err
 	}
+	close(n.consReady)
 
 	n.grpc = grpc.NewServer(
 		grpc.Creds(logRefusals(credentials.NewTLS(apiTLS), log)),
@@ -287,6 +296,9 @@ func (n *Node) trustLoop() {
 				n.trust.Store(certs.NewBundle(cas))
 				n.log.Info("TLS trust rebuilt from the ledger", "orgs", len(cas))
 			}
+			// Membership or read access may have changed: a joined node
+			// whose org no longer may hold the log stops receiving it.
+			n.cons.RecheckServers()
 			seen = v
 		}
 		select {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hashfed/hashfed/certs"
 )
@@ -61,4 +62,93 @@ func (n *Node) authorizeJoin(id, _ string, voter bool) error {
 		return fmt.Errorf("the genesis lists node %q with voter=%t, not voter=%t", id, gn.Voter, voter)
 	}
 	return nil
+}
+
+// mayHoldLedger decides whether a node of org that the genesis does not list
+// may join the Raft configuration. Every node holds the whole log, with the
+// values of every set, so such a node is allowed only to a member org that
+// already runs a founding node (it holds the log anyway) or that reads every
+// set. Other orgs keep a mirror instead ('hashfed subscribe --out'), which
+// receives only the sets they read.
+func (n *Node) mayHoldLedger(org string) error {
+	reg := n.state.Registry()
+	if reg.Org(org) == nil {
+		return fmt.Errorf("org %q is not a member of the federation", org)
+	}
+	for _, gn := range n.state.Genesis().Nodes {
+		if gn.Org == org {
+			return nil
+		}
+	}
+	var sets []string
+	for name := range reg.Sets {
+		sets = append(sets, name)
+	}
+	slices.Sort(sets)
+	for _, set := range sets {
+		if !reg.CanRead(org, set) {
+			return fmt.Errorf("a node holds the values of every set, and org %q does not read set %q: keep a mirror of the sets it reads instead (hashfed subscribe --out DIR)", org, set)
+		}
+	}
+	return nil
+}
+
+// authorizeServer decides whether this node may send Raft RPCs, which carry
+// the whole log, to the server whose certificate cs holds; id is the server
+// the Raft configuration lists at the address dialed. A founding node must
+// present its genesis org's certificate. Any other server must be the one
+// the configuration lists there, of an org that may hold the log. This is
+// checked on every dial and, when governance changes membership or read
+// access, on every open connection (Node.RecheckServers).
+func (n *Node) authorizeServer(id string, cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the server sent no certificate")
+	}
+	ident, err := certs.IdentityFromCert(cs.PeerCertificates[0])
+	if err != nil {
+		return err
+	}
+	if ident.Kind != certs.KindNode {
+		return fmt.Errorf("%s is not a node identity", ident)
+	}
+	if id != "" && id != ident.Name {
+		return fmt.Errorf("the raft configuration lists node %q at this address, but its certificate names %s", id, ident)
+	}
+	if gn := n.state.Genesis().Node(ident.Name); gn != nil {
+		if gn.Org != ident.Org {
+			return fmt.Errorf("%s names founding node %q, which the genesis lists under org %q", ident, gn.ID, gn.Org)
+		}
+		return nil
+	}
+	if id == "" {
+		return fmt.Errorf("%s is neither a founding node nor in the raft configuration", ident)
+	}
+	return n.mayHoldLedger(ident.Org)
+}
+
+// onRefusedServer runs when authorizeServer refused a server of the Raft
+// configuration. The leader removes a joined server whose org may no
+// longer hold the log (it would otherwise be retried forever); founding
+// nodes leave only through governance (enforceMembership).
+func (n *Node) onRefusedServer(id string) {
+	if n.state.Genesis().Node(id) != nil {
+		return
+	}
+	if _, busy := n.removing.LoadOrStore(id, true); busy {
+		return
+	}
+	defer n.removing.Delete(id)
+	select {
+	case <-n.consReady:
+	case <-n.stop:
+		return
+	}
+	if !n.cons.IsLeader() {
+		return
+	}
+	if err := n.cons.RemoveServer(id); err != nil {
+		n.log.Warn("removing a joined node that may not hold the log", "node", id, "err", err)
+		return
+	}
+	n.log.Warn("removed a joined node from raft: its org may not hold the log", "node", id)
 }

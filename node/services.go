@@ -200,6 +200,8 @@ func (s *clusterService) Join(ctx context.Context, req *hashfedv1.JoinRequest) (
 			return nil, status.Errorf(codes.PermissionDenied, "the genesis lists node %q under org %q, not %q", gn.ID, gn.Org, caller.Identity.Org)
 		}
 		voter = gn.Voter
+	} else if err := s.n.mayHoldLedger(caller.Identity.Org); err != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "node %q may not join: %v", req.GetNodeId(), err)
 	}
 	if err := s.n.cons.Join(ctx, req.GetNodeId(), req.GetRaftAddress(), voter); err != nil {
 		return nil, consensusStatus(err)
