@@ -94,15 +94,7 @@ func dial(t *testing.T, f *localfed.Federation, id string) *client.Client {
 // until every node holds the result.
 func publish(t *testing.T, f *localfed.Federation, n int) {
 	t.Helper()
-	c, err := f.Client("ngo", "ngo-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := f.Signer("ngo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := ngoPublisher(t, f, "ngo-1")
 	published++
 	signals := localfed.SampleSignals(100 * published)[100*(published-1):][:n]
 	size, err := localfed.PublishResend(testCtx(t), c, s, "ngo/csam", signals)
@@ -116,6 +108,22 @@ func publish(t *testing.T, f *localfed.Federation, n int) {
 	if err := f.WaitCheckpoint(testCtx(t), size); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ngoPublisher connects to node id as ngo's user and returns the client and
+// ngo's statement signer.
+func ngoPublisher(t *testing.T, f *localfed.Federation, id string) (*client.Client, *federation.Signer) {
+	t.Helper()
+	c, err := f.Client("ngo", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := f.Signer("ngo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
 }
 
 // published numbers the contributions, so each gets its own signals.

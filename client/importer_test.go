@@ -304,15 +304,7 @@ func readJournal(t *testing.T, path string) map[string]any {
 func TestImportFile(t *testing.T) {
 	f := newFederation(t, true)
 	ctx := testCtx(t)
-	c, err := f.Client("ngo", "ngo-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	signer, err := f.Signer("ngo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, signer := ngoPublisher(t, f, "ngo-2")
 	dir := t.TempDir()
 	path := writeImportFile(t, dir, "list.csv", 0, 2500)
 	journal := client.DefaultJournalPath(path, federation.OpAdd)
@@ -421,15 +413,7 @@ func TestImportFile(t *testing.T) {
 func TestImportResume(t *testing.T) {
 	f := newFederation(t, true)
 	ctx := testCtx(t)
-	c, err := f.Client("ngo", "ngo-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	signer, err := f.Signer("ngo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, signer := ngoPublisher(t, f, "ngo-1")
 	dir := t.TempDir()
 	path := writeImportFile(t, dir, "list.csv", 0, 300)
 	journal := filepath.Join(dir, "state", "import.json")
@@ -503,15 +487,7 @@ func hostname(t *testing.T) string {
 func TestPublishChangeSequences(t *testing.T) {
 	f := newFederation(t, true)
 	ctx := testCtx(t)
-	c, err := f.Client("ngo", "ngo-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	signer, err := f.Signer("ngo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, signer := ngoPublisher(t, f, "ngo-1")
 	add := func(i int) federation.Change {
 		return federation.Change{Op: federation.OpAdd, Signals: []*hashfedv1.Signal{{Type: federation.MD5.Proto(), Value: importMD5(i)}}}
 	}

@@ -20,15 +20,7 @@ import (
 func TestPublishChangeResend(t *testing.T) {
 	f := newFederation(t, true)
 	ctx := testCtx(t)
-	c, err := f.Client("ngo", "ngo-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := f.Signer("ngo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := ngoPublisher(t, f, "ngo-2")
 	seq, err := c.NextSequence(ctx, "ngo/csam")
 	if err != nil {
 		t.Fatal(err)
@@ -71,17 +63,9 @@ func TestPublishChangeResend(t *testing.T) {
 func TestPublishChangeRidesOutNodeRestart(t *testing.T) {
 	f := newFederation(t, true)
 	ctx := testCtx(t)
-	c, err := f.Client("ngo", "ngo-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, s := ngoPublisher(t, f, "ngo-2")
 	// No bound but ctx: the node's restart takes as long as it takes.
 	c.PublishAttempts = 1 << 20
-	s, err := f.Signer("ngo")
-	if err != nil {
-		t.Fatal(err)
-	}
 	seq, err := c.NextSequence(ctx, "ngo/csam")
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,14 @@ func testOptions(dir string) localfed.Options {
 // until it has a leader and the genesis entry everywhere.
 func newTestFederation(t *testing.T) *localfed.Federation {
 	t.Helper()
-	f, err := localfed.Create(testOptions(t.TempDir()))
+	return startFederation(t, testOptions(t.TempDir()))
+}
+
+// startFederation creates and starts a federation from opts and waits until
+// it has a leader and the genesis entry everywhere.
+func startFederation(t *testing.T, opts localfed.Options) *localfed.Federation {
+	t.Helper()
+	f, err := localfed.Create(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -482,15 +482,7 @@ func newHostile(t *testing.T) *hostile {
 	opts.Sets = append(opts.Sets, federation.Set{Name: "gone/list", Types: []federation.SignalType{federation.MD5}, Readers: []string{"techco"}})
 	logs := &syncBuffer{}
 	opts.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	f, err := localfed.Create(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	if err := f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, f)
+	f := startFederation(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	h := &hostile{
@@ -506,6 +498,7 @@ func newHostile(t *testing.T) *hostile {
 		goneS:   signer(t, f, "gone"),
 	}
 	cas := map[string]*x509.Certificate{}
+	var err error
 	for _, o := range h.trusted.Genesis().Orgs {
 		if cas[o.Name], err = o.CACertificate(); err != nil {
 			t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashfed/hashfed/consensus"
 	"github.com/hashfed/hashfed/federation"
-	"github.com/hashfed/hashfed/internal/localfed"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
 
@@ -45,15 +44,7 @@ func TestJoinNeedsReadAccessToEverySet(t *testing.T) {
 func TestJoinedNodeLosesTheLogWithReadAccess(t *testing.T) {
 	opts := testOptions(t.TempDir())
 	opts.Sets[0].Readers = []string{"techco", "iwf"}
-	f, err := localfed.Create(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	if err := f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, f)
+	f := startFederation(t, opts)
 	ctx := testCtx(t)
 	if _, err := f.AddJoiner("iwf", "iwf-1"); err != nil {
 		t.Fatal(err)

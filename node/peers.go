@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/hashfed/hashfed/certs"
+	"github.com/hashfed/hashfed/federation"
 )
 
 // authorizePeer decides who may use the Raft port once TLS has verified the
@@ -24,19 +25,9 @@ import (
 // A founding node's name is bound to its org by the genesis: another org's
 // certificate for that name is refused.
 func (n *Node) authorizePeer(cs tls.ConnectionState, raftRPC bool, member func(id string) bool) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("the peer sent no certificate")
-	}
-	id, err := certs.IdentityFromCert(cs.PeerCertificates[0])
+	id, gn, err := n.nodeIdentity(cs)
 	if err != nil {
 		return err
-	}
-	if id.Kind != certs.KindNode {
-		return fmt.Errorf("%s is not a node identity", id)
-	}
-	gn := n.state.Genesis().Node(id.Name)
-	if gn != nil && gn.Org != id.Org {
-		return fmt.Errorf("%s names founding node %q, which the genesis lists under org %q", id, gn.ID, gn.Org)
 	}
 	if raftRPC {
 		if gn == nil || !gn.Voter {
@@ -48,6 +39,27 @@ func (n *Node) authorizePeer(cs tls.ConnectionState, raftRPC bool, member func(i
 		return nil
 	}
 	return fmt.Errorf("%s is not in the Raft configuration: a node joins through the API (ClusterService.Join) before it forwards requests", id)
+}
+
+// nodeIdentity returns the node identity of the other end of a connection
+// between nodes, and its genesis entry if it is a founding node. A
+// founding node's name is bound to its genesis org.
+func (n *Node) nodeIdentity(cs tls.ConnectionState) (certs.Identity, *federation.Node, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return certs.Identity{}, nil, errors.New("the other node sent no certificate")
+	}
+	id, err := certs.IdentityFromCert(cs.PeerCertificates[0])
+	if err != nil {
+		return certs.Identity{}, nil, err
+	}
+	if id.Kind != certs.KindNode {
+		return certs.Identity{}, nil, fmt.Errorf("%s is not a node identity", id)
+	}
+	gn := n.state.Genesis().Node(id.Name)
+	if gn != nil && gn.Org != id.Org {
+		return certs.Identity{}, nil, fmt.Errorf("%s names founding node %q, which the genesis lists under org %q", id, gn.ID, gn.Org)
+	}
+	return id, gn, nil
 }
 
 // authorizeJoin runs on the leader for every join, including joins another
@@ -101,23 +113,14 @@ func (n *Node) mayHoldLedger(org string) error {
 // checked on every dial and, when governance changes membership or read
 // access, on every open connection (Node.RecheckServers).
 func (n *Node) authorizeServer(id string, cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("the server sent no certificate")
-	}
-	ident, err := certs.IdentityFromCert(cs.PeerCertificates[0])
+	ident, gn, err := n.nodeIdentity(cs)
 	if err != nil {
 		return err
-	}
-	if ident.Kind != certs.KindNode {
-		return fmt.Errorf("%s is not a node identity", ident)
 	}
 	if id != "" && id != ident.Name {
 		return fmt.Errorf("the raft configuration lists node %q at this address, but its certificate names %s", id, ident)
 	}
-	if gn := n.state.Genesis().Node(ident.Name); gn != nil {
-		if gn.Org != ident.Org {
-			return fmt.Errorf("%s names founding node %q, which the genesis lists under org %q", ident, gn.ID, gn.Org)
-		}
+	if gn != nil {
 		return nil
 	}
 	if id == "" {

@@ -31,16 +31,7 @@ func newSetFederation(t *testing.T) *localfed.Federation {
 	opts := testOptions(t.TempDir())
 	opts.Orgs = append(opts.Orgs, localfed.OrgSpec{Name: "platform", Roles: []federation.Role{federation.RoleSubscriber}})
 	opts.Sets[0].Readers = []string{"techco", "platform"}
-	f, err := localfed.Create(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	if err := f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, f)
-	return f
+	return startFederation(t, opts)
 }
 
 // names returns signals as a retraction or feedback names them: type and
