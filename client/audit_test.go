@@ -95,9 +95,7 @@ func dial(t *testing.T, f *localfed.Federation, id string) *client.Client {
 func publish(t *testing.T, f *localfed.Federation, n int) {
 	t.Helper()
 	c, s := ngoPublisher(t, f, "ngo-1")
-	published++
-	signals := localfed.SampleSignals(100 * published)[100*(published-1):][:n]
-	size, err := localfed.PublishResend(testCtx(t), c, s, "ngo/csam", signals)
+	size, err := localfed.PublishResend(testCtx(t), c, s, "ngo/csam", freshSignals(n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +124,16 @@ func ngoPublisher(t *testing.T, f *localfed.Federation, id string) (*client.Clie
 	return c, s
 }
 
-// published numbers the contributions, so each gets its own signals.
+// published numbers the contributions of publish and publishWith, so each
+// gets its own signals, whatever ran before (-count, -run).
 var published int
+
+// freshSignals returns n (at most 100) sample signals no earlier call
+// returned.
+func freshSignals(n int) []*hashfedv1.Signal {
+	published++
+	return localfed.SampleSignals(100 * published)[100*(published-1):][:n]
+}
 
 func genesisOf(t *testing.T, f *localfed.Federation) *federation.Genesis {
 	t.Helper()
