@@ -279,7 +279,13 @@ func (n *Node) joinLoop(advertise string, cert tls.Certificate) {
 				n.log.Info("joined federation", "via", addr, "voter", res.GetVoter())
 				return
 			}
-			n.log.Warn("join attempt failed", "via", addr, "err", err)
+			if status.Code(err) == codes.PermissionDenied {
+				// Retrying helps only once the configuration or governance
+				// changes: say so loudly.
+				n.log.Error("the federation refuses this node's join; it retries, and joins once the reason is fixed", "via", addr, "err", err)
+			} else {
+				n.log.Warn("join attempt failed", "via", addr, "err", err)
+			}
 		}
 		select {
 		case <-n.stop:
