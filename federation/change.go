@@ -87,7 +87,11 @@ func CheckChange(op, verdict string, p *hashfedv1.Payload) (types, labels []stri
 	if len(sigs) > MaxSignals {
 		return nil, nil, fmt.Errorf("a contribution holds at most %d signals, got %d: split them into several contributions", MaxSignals, len(sigs))
 	}
-	seen := make(map[string]int, len(sigs))
+	type key struct {
+		t SignalType
+		v string
+	}
+	seen := make(map[key]int, len(sigs))
 	typeSet := make([]bool, len(SignalTypes))
 	labelSet := map[string]bool{}
 	for i, sig := range sigs {
@@ -98,12 +102,14 @@ func CheckChange(op, verdict string, p *hashfedv1.Payload) (types, labels []stri
 		if (op == OpRetract || op == OpFeedback) && len(sig.Labels) > 0 {
 			return nil, nil, fmt.Errorf("signal %d: a %s names signals by type and value only; drop its labels", i, op)
 		}
-		if !slices.IsSorted(sig.Labels) || len(slices.Compact(slices.Clone(sig.Labels))) != len(sig.Labels) {
-			return nil, nil, fmt.Errorf("signal %d: labels must be sorted and distinct", i)
+		for j := 1; j < len(sig.Labels); j++ {
+			if sig.Labels[j-1] >= sig.Labels[j] {
+				return nil, nil, fmt.Errorf("signal %d: labels must be sorted and distinct", i)
+			}
 		}
-		k := string(t) + ":" + sig.Value
+		k := key{t, sig.Value}
 		if j, dup := seen[k]; dup {
-			return nil, nil, fmt.Errorf("signal %d duplicates signal %d (%s)", i, j, short(k))
+			return nil, nil, fmt.Errorf("signal %d duplicates signal %d (%s)", i, j, short(string(t)+":"+sig.Value))
 		}
 		seen[k] = i
 		typeSet[slices.Index(SignalTypes, t)] = true

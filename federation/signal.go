@@ -74,7 +74,7 @@ func CanonicalValue(t SignalType, value string) (string, error) {
 	v := strings.TrimSpace(value)
 	switch t {
 	case MD5, SHA1, SHA256, PDQ:
-		want := map[SignalType]int{MD5: 32, SHA1: 40, SHA256: 64, PDQ: 64}[t]
+		want := hexLen(t)
 		if len(v) != want {
 			return "", fmt.Errorf("%s value %q has %d characters, want %d hex digits", t, short(v), len(v), want)
 		}
@@ -93,6 +93,50 @@ func CanonicalValue(t SignalType, value string) (string, error) {
 		return base64.StdEncoding.EncodeToString(b), nil
 	default:
 		return "", fmt.Errorf("unknown signal type %q", string(t))
+	}
+}
+
+// isCanonical reports, without allocating, whether CanonicalValue(t, v)
+// would return v itself: for the hex types, exactly the right number of
+// lowercase hex digits; for photodna, the 192 characters of the base64 of
+// 144 bytes (no padding, every character from the standard alphabet, so
+// strict decoding succeeds and encoding gives the same text back). When it
+// reports false, CanonicalValue decides.
+func isCanonical(t SignalType, v string) bool {
+	switch t {
+	case MD5, SHA1, SHA256, PDQ:
+		if len(v) != hexLen(t) {
+			return false
+		}
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+		return true
+	case PhotoDNA:
+		if len(v) != base64.StdEncoding.EncodedLen(photoDNALen) || photoDNALen%3 != 0 {
+			return false
+		}
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '+' && c != '/' {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// hexLen is the number of hex digits of a value of a hex signal type.
+func hexLen(t SignalType) int {
+	switch t {
+	case MD5:
+		return 32
+	case SHA1:
+		return 40
+	default: // SHA256, PDQ
+		return 64
 	}
 }
 
@@ -118,12 +162,15 @@ func ValidateSignal(s *hashfedv1.Signal) error {
 	if err != nil {
 		return fmt.Errorf("%w (want one of md5, sha1, sha256, pdq, photodna)", err)
 	}
-	c, err := CanonicalValue(t, s.GetValue())
-	if err != nil {
-		return err
-	}
-	if c != s.GetValue() {
-		return fmt.Errorf("%s value %q is not in canonical form (want %q)", t, short(s.GetValue()), short(c))
+	c := s.GetValue()
+	if !isCanonical(t, c) {
+		// Not canonical: CanonicalValue says why, or what the canonical form is.
+		if c, err = CanonicalValue(t, s.GetValue()); err != nil {
+			return err
+		}
+		if c != s.GetValue() {
+			return fmt.Errorf("%s value %q is not in canonical form (want %q)", t, short(s.GetValue()), short(c))
+		}
 	}
 	if len(s.GetLabels()) > maxLabels {
 		return fmt.Errorf("signal %s:%s has %d labels, at most %d allowed", t, short(c), len(s.GetLabels()), maxLabels)
