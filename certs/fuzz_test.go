@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"github.com/hashfed/hashfed/internal/fixedkeys"
 	"math/big"
 	"net"
 	"net/url"
@@ -255,8 +256,7 @@ func FuzzLoadKeyPair(f *testing.F) {
 // process, so that the fuzzing coordinator, which makes the seeds, and its
 // workers, which run them, build the same certificates.
 func fixedKey(label string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("hashfed certs fuzz " + label))
-	return ed25519.NewKeyFromSeed(seed[:])
+	return fixedkeys.Deriver("hashfed certs fuzz ").Key(label)
 }
 
 // fixedCert returns the certificate of tmpl, completed with a fixed serial

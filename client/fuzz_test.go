@@ -2,24 +2,16 @@ package client
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"golang.org/x/mod/sumdb/note"
@@ -27,6 +19,7 @@ import (
 
 	"github.com/hashfed/hashfed/certs"
 	"github.com/hashfed/hashfed/federation"
+	"github.com/hashfed/hashfed/internal/fixedkeys"
 	"github.com/hashfed/hashfed/ledger"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
@@ -59,56 +52,27 @@ const fuzzFed = "fuzz.hashfed.test"
 // own fixture. With fresh random keys, no signed seed would verify in a
 // worker, and the fuzzer would never get past the signatures.
 
-// fixedKey returns the Ed25519 key derived from label.
-func fixedKey(label string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("hashfed client fuzz fixture " + label))
-	return ed25519.NewKeyFromSeed(seed[:])
-}
+// fixed derives the fixture's keys (see package fixedkeys).
+var fixed = fixedkeys.Deriver("hashfed client fuzz fixture ")
 
-// fixedCACert returns a PEM CA certificate for org, with a fixed key,
-// serial number and validity (Ed25519 signatures are deterministic).
+// fixedCACert returns a PEM CA certificate for org with a fixed key.
 func fixedCACert(tb testing.TB, org string) string {
 	tb.Helper()
-	key := fixedKey("ca " + org)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{Organization: []string{org}, CommonName: org + " hashfed CA"},
-		NotBefore:    time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:     time.Date(2045, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:     x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
-		PermittedDNSDomainsCritical: true, PermittedURIDomains: []string{org},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	pem, err := fixed.CACert(org, "ca "+org)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return pem
 }
-
-// A fixedNoteSigner is a note signer with a fixed Ed25519 key.
-type fixedNoteSigner struct {
-	name string
-	hash uint32
-	key  ed25519.PrivateKey
-}
-
-func (s fixedNoteSigner) Name() string                    { return s.name }
-func (s fixedNoteSigner) KeyHash() uint32                 { return s.hash }
-func (s fixedNoteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
 
 // fixedNoteKey returns a checkpoint key named name and its verifier key.
 func fixedNoteKey(tb testing.TB, name string) (note.Signer, string) {
 	tb.Helper()
-	key := fixedKey("note " + name)
-	vkey, err := note.NewEd25519VerifierKey(name, key.Public().(ed25519.PublicKey))
+	s, _, vkey, err := fixed.NoteKey(name, "note "+name)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return fixedNoteSigner{name: name, hash: v.KeyHash(), key: key}, vkey
+	return s, vkey
 }
 
 // newFuzzLedger builds a federation of ngo and iwf (publishers and
@@ -129,7 +93,7 @@ func newFuzzLedger(tb testing.TB) *fuzzLedger {
 		{"iwf", []federation.Role{federation.RolePublisher, federation.RoleOperator}},
 		{"techco", []federation.Role{federation.RoleSubscriber}},
 	} {
-		key := fixedKey("statement " + o.name)
+		key := fixed.Key("statement " + o.name)
 		var err error
 		if fl.signers[o.name], err = federation.NewSigner(o.name, key); err != nil {
 			tb.Fatal(err)

@@ -142,7 +142,7 @@ func FuzzSignalReader(f *testing.F) {
 func FuzzPeekStatement(f *testing.F) {
 	// A fixed key, so every fuzz worker verifies what the coordinator's
 	// seeds were signed with.
-	priv := fixedKey("statement ngo peek")
+	priv := fixed.Key("statement ngo peek")
 	pub := priv.Public()
 	signer, err := federation.NewSigner("ngo", priv)
 	if err != nil {

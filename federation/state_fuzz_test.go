@@ -2,25 +2,18 @@ package federation_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
-	"math/big"
 	"reflect"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/hashfed/hashfed/federation"
+	"github.com/hashfed/hashfed/internal/fixedkeys"
 	"github.com/hashfed/hashfed/ledger"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
@@ -57,17 +50,14 @@ const fuzzIssuedAt = "2025-01-02T03:04:05Z"
 // own fixture. With fresh random keys, no signed seed would verify in a
 // worker, and the fuzzer would never get past the signatures.
 
-// fixedKey returns the Ed25519 key derived from label.
-func fixedKey(label string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("hashfed fuzz fixture " + label))
-	return ed25519.NewKeyFromSeed(seed[:])
-}
+// fixed derives the fixture's keys (see package fixedkeys).
+var fixed = fixedkeys.Deriver("hashfed fuzz fixture ")
 
 // fixedSigner returns org's statement signer and its PEM public key; label
 // tells apart several keys of one org.
 func fixedSigner(tb testing.TB, org, label string) (*federation.Signer, string) {
 	tb.Helper()
-	key := fixedKey("statement " + org + " " + label)
+	key := fixed.Key("statement " + org + " " + label)
 	s, err := federation.NewSigner(org, key)
 	if err != nil {
 		tb.Fatal(err)
@@ -79,50 +69,25 @@ func fixedSigner(tb testing.TB, org, label string) (*federation.Signer, string) 
 	return s, string(pub)
 }
 
-// fixedCACert returns a PEM CA certificate for org, with a fixed key,
-// serial number and validity (Ed25519 signatures are deterministic).
+// fixedCACert returns a PEM CA certificate for org with a fixed key;
+// label tells apart several CAs of one org.
 func fixedCACert(tb testing.TB, org, label string) string {
 	tb.Helper()
-	key := fixedKey("ca " + org + " " + label)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{Organization: []string{org}, CommonName: org + " hashfed CA"},
-		NotBefore:    time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:     time.Date(2045, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:     x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
-		PermittedDNSDomainsCritical: true, PermittedURIDomains: []string{org},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	pem, err := fixed.CACert(org, "ca "+org+" "+label)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return pem
 }
-
-// A fixedNoteSigner is a note signer with a fixed Ed25519 key.
-type fixedNoteSigner struct {
-	name string
-	hash uint32
-	key  ed25519.PrivateKey
-}
-
-func (s fixedNoteSigner) Name() string                    { return s.name }
-func (s fixedNoteSigner) KeyHash() uint32                 { return s.hash }
-func (s fixedNoteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
 
 // fixedNoteKey returns a checkpoint key named name and its verifier key.
 func fixedNoteKey(tb testing.TB, name string) (note.Signer, string) {
 	tb.Helper()
-	key := fixedKey("note " + name)
-	vkey, err := note.NewEd25519VerifierKey(name, key.Public().(ed25519.PublicKey))
+	s, _, vkey, err := fixed.NoteKey(name, "note "+name)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return fixedNoteSigner{name: name, hash: v.KeyHash(), key: key}, vkey
+	return s, vkey
 }
 
 // newFuzzFixture builds the fixture's federation: ngo (publisher,

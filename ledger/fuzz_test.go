@@ -2,12 +2,12 @@ package ledger
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"slices"
 	"testing"
 
+	"github.com/hashfed/hashfed/internal/fixedkeys"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -35,17 +35,6 @@ func joinHashes(hs []tlog.Hash) []byte {
 	return b
 }
 
-// A fixedNoteSigner is a note signer with a given Ed25519 key.
-type fixedNoteSigner struct {
-	name string
-	hash uint32
-	key  ed25519.PrivateKey
-}
-
-func (s fixedNoteSigner) Name() string                    { return s.name }
-func (s fixedNoteSigner) KeyHash() uint32                 { return s.hash }
-func (s fixedNoteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
-
 // FuzzOpenCheckpoint opens signed notes against a log key and a witness
 // key. Only the fuzz target holds the private keys, so whatever opens must
 // be one of the bodies it signed, and the signatures that verified must be
@@ -55,17 +44,11 @@ func FuzzOpenCheckpoint(f *testing.F) {
 	// Keys derive from fixed seeds, so the fuzzing coordinator, which
 	// makes the seeds, and its workers, which run them, hold the same.
 	newKey := func(name string) (note.Signer, note.Verifier) {
-		seed := sha256.Sum256([]byte("hashfed ledger fuzz " + name))
-		key := ed25519.NewKeyFromSeed(seed[:])
-		vkey, err := note.NewEd25519VerifierKey(name, key.Public().(ed25519.PublicKey))
+		s, v, _, err := fixedkeys.Deriver("hashfed ledger fuzz ").NoteKey(name, name)
 		if err != nil {
 			f.Fatal(err)
 		}
-		v, err := note.NewVerifier(vkey)
-		if err != nil {
-			f.Fatal(err)
-		}
-		return fixedNoteSigner{name: name, hash: v.KeyHash(), key: key}, v
+		return s, v
 	}
 	logS, logV := newKey(origin)
 	witS, witV := newKey("witness.example")
