@@ -16,9 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hashfed/hashfed/client"
-	"github.com/hashfed/hashfed/federation"
 	"github.com/hashfed/hashfed/internal/localfed"
-	"github.com/hashfed/hashfed/node"
 	hashfedv1 "github.com/hashfed/hashfed/proto/hashfed/v1"
 )
 
@@ -48,22 +46,9 @@ func startProcFed(t *testing.T) *procFed {
 	t.Helper()
 	skipShort(t, "builds the hashfed binary and runs three node processes that it kills and restarts")
 	dir := t.TempDir()
-	lf, err := localfed.Create(localfed.Options{
-		Dir:        dir,
-		Federation: "crash.hashfed.test",
-		Orgs: []localfed.OrgSpec{
-			{Name: "ngo", Roles: []federation.Role{federation.RolePublisher, federation.RoleOperator}, Nodes: 1},
-			{Name: "techco", Roles: []federation.Role{federation.RoleSubscriber, federation.RoleOperator}, Nodes: 1},
-			{Name: "auditor", Roles: []federation.Role{federation.RoleAuditor, federation.RoleOperator}, Nodes: 1},
-		},
-		Sets:               []federation.Set{{Name: "ngo/csam", Types: federation.SignalTypes, Readers: []string{"techco"}}},
-		CheckpointInterval: 50 * time.Millisecond,
-		Raft: node.RaftConfig{
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
-			SnapshotInterval: 200 * time.Millisecond, SnapshotThreshold: 64, TrailingLogs: 32,
-		},
-	})
+	opts := threeOrgOptions(dir, "crash.hashfed.test")
+	opts.Raft.SnapshotInterval, opts.Raft.SnapshotThreshold, opts.Raft.TrailingLogs = 200*time.Millisecond, 64, 32
+	lf, err := localfed.Create(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

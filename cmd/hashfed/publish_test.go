@@ -29,13 +29,12 @@ type importFed struct {
 	dir string
 }
 
-func startImportFed(t *testing.T) *importFed {
-	t.Helper()
-	skipShort(t, "builds the hashfed binary and runs a three-node federation")
-	dir := t.TempDir()
-	f, err := localfed.Create(localfed.Options{
+// threeOrgOptions: ngo publishes ngo/csam, techco reads it, auditor audits;
+// each runs one voting node. Fast elections on loopback.
+func threeOrgOptions(dir, fedName string) localfed.Options {
+	return localfed.Options{
 		Dir:        dir,
-		Federation: "publish.hashfed.test",
+		Federation: fedName,
 		Orgs: []localfed.OrgSpec{
 			{Name: "ngo", Roles: []federation.Role{federation.RolePublisher, federation.RoleOperator}, Nodes: 1},
 			{Name: "techco", Roles: []federation.Role{federation.RoleSubscriber, federation.RoleOperator}, Nodes: 1},
@@ -48,7 +47,14 @@ func startImportFed(t *testing.T) *importFed {
 			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 			SnapshotInterval: time.Minute, SnapshotThreshold: 8192, TrailingLogs: 1024,
 		},
-	})
+	}
+}
+
+func startImportFed(t *testing.T) *importFed {
+	t.Helper()
+	skipShort(t, "builds the hashfed binary and runs a three-node federation")
+	dir := t.TempDir()
+	f, err := localfed.Create(threeOrgOptions(dir, "publish.hashfed.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
