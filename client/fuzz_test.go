@@ -55,26 +55,6 @@ const fuzzFed = "fuzz.hashfed.test"
 // fixed derives the fixture's keys (see package fixedkeys).
 var fixed = fixedkeys.Deriver("hashfed client fuzz fixture ")
 
-// fixedCACert returns a PEM CA certificate for org with a fixed key.
-func fixedCACert(tb testing.TB, org string) string {
-	tb.Helper()
-	pem, err := fixed.CACert(org, "ca "+org)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pem
-}
-
-// fixedNoteKey returns a checkpoint key named name and its verifier key.
-func fixedNoteKey(tb testing.TB, name string) (note.Signer, string) {
-	tb.Helper()
-	s, _, vkey, err := fixed.NoteKey(name, "note "+name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s, vkey
-}
-
 // newFuzzLedger builds a federation of ngo and iwf (publishers and
 // operators, one voting node each) and techco (subscriber), and a ledger
 // of the genesis, three contributions and a governance act, with a
@@ -102,11 +82,11 @@ func newFuzzLedger(tb testing.TB) *fuzzLedger {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		g.Orgs = append(g.Orgs, federation.Org{Name: o.name, Roles: o.roles, CACert: fixedCACert(tb, o.name), SigningKey: string(pub)})
+		g.Orgs = append(g.Orgs, federation.Org{Name: o.name, Roles: o.roles, CACert: fixed.MustCACert(tb, o.name, "ca "+o.name), SigningKey: string(pub)})
 		if i < 2 {
 			id := o.name + "-1"
 			var vkey string
-			cpKeys[o.name], vkey = fixedNoteKey(tb, federation.CheckpointKeyName(fuzzFed, id))
+			cpKeys[o.name], vkey = fixed.MustNoteKey(tb, federation.CheckpointKeyName(fuzzFed, id), "note "+federation.CheckpointKeyName(fuzzFed, id))
 			g.Nodes = append(g.Nodes, federation.Node{
 				ID: id, Org: o.name, Voter: true, CheckpointKey: vkey,
 				RaftAddress: fmt.Sprintf("127.0.0.1:%d", 7301+i), APIAddress: fmt.Sprintf("127.0.0.1:%d", 8301+i),

@@ -69,27 +69,6 @@ func fixedSigner(tb testing.TB, org, label string) (*federation.Signer, string) 
 	return s, string(pub)
 }
 
-// fixedCACert returns a PEM CA certificate for org with a fixed key;
-// label tells apart several CAs of one org.
-func fixedCACert(tb testing.TB, org, label string) string {
-	tb.Helper()
-	pem, err := fixed.CACert(org, "ca "+org+" "+label)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pem
-}
-
-// fixedNoteKey returns a checkpoint key named name and its verifier key.
-func fixedNoteKey(tb testing.TB, name string) (note.Signer, string) {
-	tb.Helper()
-	s, _, vkey, err := fixed.NoteKey(name, "note "+name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s, vkey
-}
-
 // newFuzzFixture builds the fixture's federation: ngo (publisher,
 // operator) and iwf (publisher, operator) each run one voting node; techco
 // subscribes. The ledger after the genesis holds
@@ -118,12 +97,12 @@ func newFuzzFixture(tb testing.TB) *fuzzFixture {
 	} {
 		var pub string
 		fx.signers[o.name], pub = fixedSigner(tb, o.name, "")
-		g.Orgs = append(g.Orgs, federation.Org{Name: o.name, Roles: o.roles, CACert: fixedCACert(tb, o.name, ""), SigningKey: pub})
+		g.Orgs = append(g.Orgs, federation.Org{Name: o.name, Roles: o.roles, CACert: fixed.MustCACert(tb, o.name, "ca "+o.name+" "), SigningKey: pub})
 	}
 	for i, org := range []string{"ngo", "iwf"} {
 		id := org + "-1"
 		var vkey string
-		fx.cpKeys[id], vkey = fixedNoteKey(tb, federation.CheckpointKeyName(testFed, id))
+		fx.cpKeys[id], vkey = fixed.MustNoteKey(tb, federation.CheckpointKeyName(testFed, id), "note "+federation.CheckpointKeyName(testFed, id))
 		g.Nodes = append(g.Nodes, federation.Node{
 			ID: id, Org: org, Voter: true, CheckpointKey: vkey,
 			RaftAddress: "127.0.0.1:720" + string(rune('0'+i)), APIAddress: "127.0.0.1:820" + string(rune('0'+i)),
@@ -176,13 +155,13 @@ func newFuzzFixture(tb testing.TB) *fuzzFixture {
 	_, newPub := fixedSigner(tb, "iwf", "rotated")
 	admitted := *g.Org("techco")
 	admitted.Name = "neworg"
-	admitted.CACert = fixedCACert(tb, "neworg", "")
+	admitted.CACert = fixed.MustCACert(tb, "neworg", "ca neworg ")
 	_, admitted.SigningKey = fixedSigner(tb, "neworg", "")
 	for _, a := range []*federation.Act{
 		{Kind: federation.ActAdmitOrg, Org: &admitted},
 		{Kind: federation.ActRemoveOrg, Name: "techco", Reason: "left"},
 		{Kind: federation.ActRotateSigningKey, Name: "iwf", SigningKey: newPub},
-		{Kind: federation.ActRotateCA, Name: "iwf", CACert: fixedCACert(tb, "iwf", "rotated")},
+		{Kind: federation.ActRotateCA, Name: "iwf", CACert: fixed.MustCACert(tb, "iwf", "ca iwf rotated")},
 		{Kind: federation.ActSetReaders, Name: "ngo/csam", Readers: []string{"techco", "iwf"}},
 	} {
 		a.Federation, a.Sequence = testFed, 1

@@ -2,14 +2,7 @@ package node_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net/url"
 	"testing"
 	"time"
 
@@ -158,31 +151,11 @@ func rawConn(t *testing.T, addr string, conf *tls.Config) *grpc.ClientConn {
 }
 
 // forgeClientCert makes a client certificate whose URI names identity but
-// which is signed by ca (which may belong to another org, or to nobody).
+// which is signed by ca (which may belong to another org, or to nobody),
+// valid for the hour around now.
 func forgeClientCert(t *testing.T, ca *certs.CA, identity string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(identity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "forged"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return clientCert(t, ca, identity, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 }
 
 func sampleSignals(from, n int) []*hashfedv1.Signal {

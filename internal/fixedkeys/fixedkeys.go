@@ -16,6 +16,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -77,3 +78,24 @@ type noteSigner struct {
 func (s noteSigner) Name() string                    { return s.name }
 func (s noteSigner) KeyHash() uint32                 { return s.hash }
 func (s noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
+
+// MustCACert is CACert for tests: a failure ends tb.
+func (d Deriver) MustCACert(tb testing.TB, org, keyLabel string) string {
+	tb.Helper()
+	pem, err := d.CACert(org, keyLabel)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem
+}
+
+// MustNoteKey is NoteKey for tests, returning the signer and its verifier
+// key: a failure ends tb.
+func (d Deriver) MustNoteKey(tb testing.TB, name, keyLabel string) (note.Signer, string) {
+	tb.Helper()
+	s, _, vkey, err := d.NoteKey(name, keyLabel)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, vkey
+}
