@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -82,24 +81,7 @@ func TestGovernanceOnRealNodes(t *testing.T) {
 	}
 	// Its new connections are refused at the handshake on every node (the
 	// nodes rebuild trust right after applying the act).
-	for _, nf := range f.Files {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, err := f.Client("iwf", nf.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = c.Status(ctx)
-			c.Close()
-			if status.Code(err) == codes.Unavailable {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s still serves the removed org: %v", nf.ID, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitRefused(ctx, t, f, "iwf")
 
 	// A key rotation takes effect after its own entry.
 	priv, pub, err := federation.GenerateSigningKey()

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/hashfed/hashfed/certs"
 	"github.com/hashfed/hashfed/client"
@@ -137,6 +139,30 @@ func converge(t *testing.T, f *localfed.Federation, size int64) ledger.Checkpoin
 	}
 	t.Fatal("no running nodes")
 	return ledger.Checkpoint{}
+}
+
+// waitRefused waits until every node refuses org's client certificates at
+// the handshake, as nodes do right after applying the org's removal.
+func waitRefused(ctx context.Context, t *testing.T, f *localfed.Federation, org string) {
+	t.Helper()
+	for _, nf := range f.Files {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := f.Client(org, nf.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Status(ctx)
+			c.Close()
+			if status.Code(err) == codes.Unavailable {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s still serves removed org %s: %v", nf.ID, org, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // rawConn dials a node's API with an arbitrary TLS client configuration.

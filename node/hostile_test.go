@@ -551,24 +551,7 @@ func newHostile(t *testing.T) *hostile {
 	}
 	// Nodes rebuild their TLS trust right after applying the removal;
 	// wait until every one refuses gone's certificate.
-	for _, nf := range f.Files {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, err := f.Client("gone", nf.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = c.Status(ctx)
-			c.Close()
-			if status.Code(err) == codes.Unavailable {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s still serves the removed org: %v", nf.ID, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitRefused(ctx, t, f, "gone")
 	return h
 }
 
