@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/hashfed/hashfed/client"
+	"github.com/hashfed/hashfed/internal/localfed"
 	"github.com/hashfed/hashfed/ledger"
 )
 
@@ -70,10 +70,11 @@ func runErr(dir string, env []string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
+// freeAddr returns a loopback address that was free a moment ago, below
+// the ephemeral range (see localfed.ListenLoopback).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := localfed.ListenLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -223,16 +223,16 @@ func (f *Federation) createNode(dir, org, id string) (*NodeFiles, error) {
 	if err := os.WriteFile(filepath.Join(dir, "node-"+id+".vkey"), []byte(vkey+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	apiLn, err := ListenLoopback()
 	if err != nil {
 		return nil, err
 	}
-	raftLn, err := net.Listen("tcp", "127.0.0.1:0")
+	raftLn, err := ListenLoopback()
 	if err != nil {
 		apiLn.Close()
 		return nil, err
 	}
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	httpLn, err := ListenLoopback()
 	if err != nil {
 		apiLn.Close()
 		raftLn.Close()
