@@ -588,7 +588,7 @@ func TestSubscribeLyingNode(t *testing.T) {
 		}
 		return nil
 	})
-	if want := fmt.Sprintf("entry 2: payload SHA-256 %x does not match the statement's %s", alteredSum, st2.PayloadSHA256); err == nil || err.Error() != want {
+	if want := fmt.Sprintf("entry 2: payload SHA-256 %x does not match the statement's %s", alteredSum, st2.PayloadSHA256); err == nil || !strings.HasSuffix(err.Error(), want) || !strings.Contains(err.Error(), "node "+liar.Addr+" served entry 2") {
 		t.Errorf("Subscribe: got %v, want %q", err, want)
 	}
 	if !slices.Equal(got, []int64{0, 1}) {
