@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/hashfed/hashfed/federation"
@@ -29,6 +30,28 @@ func (c *Client) Receipt(ctx context.Context, index int64) ([]byte, *ReceiptInfo
 		return nil, nil, fmt.Errorf("asked for a receipt of entry %d, got one for entry %d", index, info.Index)
 	}
 	return r.GetReceipt(), info, nil
+}
+
+// ReceiptFrom is [Client.Receipt] through several nodes of one federation:
+// it asks each in turn and returns the first receipt that verifies. A node
+// that fails, or serves a receipt that does not verify, is skipped; its
+// error, naming it, is returned in skipped. Only when every node fails does
+// ReceiptFrom fail, naming each node and what it answered.
+func ReceiptFrom(ctx context.Context, clients []*Client, index int64) (receipt []byte, info *ReceiptInfo, skipped []error, err error) {
+	if len(clients) == 0 {
+		return nil, nil, nil, errors.New("receipt: no node to ask")
+	}
+	for _, c := range clients {
+		receipt, info, err := c.Receipt(ctx, index)
+		if err == nil {
+			return receipt, info, skipped, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, skipped, err
+		}
+		skipped = append(skipped, fmt.Errorf("node %s: %w", c.Target(), err))
+	}
+	return nil, nil, skipped, fmt.Errorf("no node served a receipt of entry %d that verifies: %w", index, errors.Join(skipped...))
 }
 
 // ReceiptInfo is what a verified receipt proves.

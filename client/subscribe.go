@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -172,10 +174,12 @@ func (c *Client) Follow(ctx context.Context, cursor int64, opts SubscribeOptions
 // often it moves.
 //
 // It moves for failures that are not the caller's: the node is unavailable
-// or shutting down, or the connection broke or timed out. A refusal
-// (PermissionDenied, NotFound, InvalidArgument, OutOfRange), an entry that
-// fails verification, a node that serves a gap or a repeat, and an error
-// from fn end [Follower.Follow] instead.
+// or shutting down, the connection broke or timed out, or the node served
+// an entry that fails verification (a bad leaf, signature or payload, a gap
+// or a repeat), whose evidence it keeps in [Follower.Bad]. A refusal
+// (PermissionDenied, NotFound, InvalidArgument, OutOfRange) and an error
+// from fn end [Follower.Follow] instead, and so does an entry that every
+// node serves in a form that fails verification.
 type Follower struct {
 	// Clients are connections to nodes of the same federation, made with
 	// the same genesis and identity. Follow starts with the first and moves
@@ -193,6 +197,21 @@ type Follower struct {
 	// progress is immediate; each further failure without an entry in
 	// between doubles the pause, from 250ms up to MaxBackoff (zero: 5s).
 	MaxBackoff time.Duration
+	// Bad is set by Follow: the evidence against each node that served an
+	// entry failing verification, in the order found. Follow moved past
+	// each to another node; it fails only when every node served the entry
+	// due in a form that fails verification.
+	Bad []*BadNodeError
+}
+
+// allBadAt reports whether every recorded bad node failed at entry index.
+func allBadAt(badAt map[int]*BadNodeError, index int64) bool {
+	for _, b := range badAt {
+		if b.Index != index {
+			return false
+		}
+	}
+	return true
 }
 
 // Follow is [Client.Follow] through f's nodes, moving to the next one when
@@ -218,17 +237,36 @@ func (f *Follower) Follow(ctx context.Context, cursor int64, opts SubscribeOptio
 		maxBackoff = 5 * time.Second
 	}
 	s := newSubscription(f.Clients[0], cursor, opts, fn)
+	f.Bad = nil
 	var (
 		failed  int           // attempts in a row the node did not accept
 		backoff time.Duration // pause before the next attempt
+		// badAt holds, per client, the entry at which it last served
+		// something that fails verification.
+		badAt = map[int]*BadNodeError{}
 	)
 	for i := 0; ; i = (i + 1) % len(f.Clients) {
+		if b := badAt[i]; b != nil && b.Index == s.next {
+			if len(badAt) == len(f.Clients) && allBadAt(badAt, s.next) {
+				var msgs []string
+				for j := range f.Clients {
+					msgs = append(msgs, badAt[j].Error())
+				}
+				return fmt.Errorf("every node served entry %d in a form that fails verification:\n  %s", s.next, strings.Join(msgs, "\n  "))
+			}
+			continue // it failed at this very entry: try the others first
+		}
 		c := f.Clients[i]
 		before := s.next
 		accepted, err := s.attempt(ctx, c)
 		var nf *nodeFailure
 		if !errors.As(err, &nf) {
 			return err
+		}
+		if nf.bad != nil {
+			badAt[i] = nf.bad
+			f.Bad = append(f.Bad, nf.bad)
+			accepted = false // a node serving bad entries earns no fresh attempts
 		}
 		if accepted {
 			failed = 0
@@ -258,6 +296,34 @@ func (f *Follower) Follow(ctx context.Context, cursor int64, opts SubscribeOptio
 type nodeFailure struct {
 	node string
 	err  error
+	// bad is set when the node answered, but with an entry that fails
+	// verification (err is then a *[BadNodeError]).
+	bad *BadNodeError
+}
+
+// A BadNodeError is the evidence against a node that served an entry that
+// fails verification: which entry, the SHA-256 of the leaf bytes it served,
+// and why they do not verify.
+type BadNodeError struct {
+	Node string
+	// Index is the entry that was due.
+	Index int64
+	// LeafSHA256 is the hex SHA-256 of the leaf as served.
+	LeafSHA256 string
+	Err        error
+}
+
+func (e *BadNodeError) Error() string {
+	return fmt.Sprintf("node %s served entry %d (leaf sha256 %s) that fails verification: %s", e.Node, e.Index, e.LeafSHA256, e.Err)
+}
+
+func (e *BadNodeError) Unwrap() error { return e.Err }
+
+// badNode wraps a verification failure of entry index as served by c's node.
+func badNode(c *Client, index int64, leaf []byte, err error) error {
+	sum := sha256.Sum256(leaf)
+	b := &BadNodeError{Node: c.conn.Target(), Index: index, LeafSHA256: hex.EncodeToString(sum[:]), Err: err}
+	return &nodeFailure{node: b.Node, err: b, bad: b}
 }
 
 func (e *nodeFailure) Error() string { return e.err.Error() }
@@ -374,11 +440,11 @@ func (s *subscription) attempt(ctx context.Context, c *Client) (accepted bool, e
 			return true, nodeError(ctx, c, err, true)
 		}
 		if msg.GetIndex() != s.next {
-			return true, fmt.Errorf("node sent entry %d where entry %d was due: refusing a gap or repeat (node %s)", msg.GetIndex(), s.next, c.conn.Target())
+			return true, badNode(c, s.next, msg.GetEntry(), fmt.Errorf("node sent entry %d where entry %d was due: refusing a gap or repeat (node %s)", msg.GetIndex(), s.next, c.conn.Target()))
 		}
 		u, err := s.verify(msg.GetIndex(), msg.GetEntry(), msg.GetPayload())
 		if err != nil {
-			return true, err
+			return true, badNode(c, s.next, msg.GetEntry(), err)
 		}
 		if err := s.fn(u); err != nil {
 			if err == io.EOF {
@@ -411,7 +477,7 @@ func (s *subscription) replay(ctx context.Context, c *Client, connected bool) er
 				return fmt.Errorf("node %s returned more entries than asked for [%d, %d)", c.conn.Target(), s.next, end)
 			}
 			if _, err := s.verify(s.next, leaf, nil); err != nil {
-				return err
+				return badNode(c, s.next, leaf, err)
 			}
 			s.next++
 		}
@@ -434,14 +500,17 @@ func (s *subscription) verify(index int64, leaf, payload []byte) (*Update, error
 	}
 	// Contributions are numbered per (org, set): a dropped, replayed or
 	// renumbered one breaks the sequence.
-	if err := s.seqs.advance(st); err != nil {
+	// The state advances only once the entry verified whole, so that
+	// another node can serve it again after this one served it wrongly.
+	if err := s.seqs.check(st); err != nil {
 		return nil, fmt.Errorf("entry %d: %w", u.Index, err)
 	}
+	if index >= s.cursor && u.Payload == nil && s.opts.selects(st) && s.reg.CanRead(s.genesis.identity.Org, st.Set) {
+		return nil, fmt.Errorf("entry %d: the node withheld the payload of %s's contribution %d to %s, which your org reads and this subscription selects", u.Index, st.Org, st.Sequence, st.Set)
+	}
+	s.seqs.advance(st)
 	if index < s.cursor {
 		return u, nil
-	}
-	if u.Payload == nil && s.opts.selects(st) && s.reg.CanRead(s.genesis.identity.Org, st.Set) {
-		return nil, fmt.Errorf("entry %d: the node withheld the payload of %s's contribution %d to %s, which your org reads and this subscription selects", u.Index, st.Org, st.Sequence, st.Set)
 	}
 	if u.Payload != nil && (len(s.opts.Types) > 0 || len(s.opts.Labels) > 0) {
 		u.Signals = nil
@@ -457,15 +526,16 @@ func (s *subscription) verify(index int64, leaf, payload []byte) (*Update, error
 // sequences tracks the next contribution number per (org, set).
 type sequences map[seqKey]uint64
 
-func (s sequences) advance(st *federation.Statement) error {
-	k := seqKey{st.Org, st.Set}
-	want := max(s[k], 1)
-	if st.Sequence != want {
+// check reports whether st carries the contribution number due.
+func (s sequences) check(st *federation.Statement) error {
+	if want := max(s[seqKey{st.Org, st.Set}], 1); st.Sequence != want {
 		return fmt.Errorf("contribution %d of org %q to %s arrived where %d was due: a contribution was dropped, replayed or reordered", st.Sequence, st.Org, st.Set, want)
 	}
-	s[k] = want + 1
 	return nil
 }
+
+// advance records st, which [sequences.check] accepted.
+func (s sequences) advance(st *federation.Statement) { s[seqKey{st.Org, st.Set}] = st.Sequence + 1 }
 
 // VerifyEntry decodes one ledger entry and checks it against reg, the
 // registry as of the entry (see [Client.Registry]): the genesis entry must

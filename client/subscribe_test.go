@@ -173,8 +173,9 @@ func TestFollowerUnreachableNode(t *testing.T) {
 }
 
 // TestFollowerMisbehavingNode: a node that serves a repeat, or withholds a
-// payload the subscription selects, is an error the follower reports; it
-// does not move on to find a node that behaves.
+// payload the subscription selects, is a bad node: the follower keeps the
+// evidence, resumes at the entry due on the next node and finishes there;
+// when every node serves the entry due corrupted, it fails naming each.
 func TestFollowerMisbehavingNode(t *testing.T) {
 	f := newFederation(t, true)
 	ctx := testCtx(t)
@@ -208,6 +209,8 @@ func TestFollowerMisbehavingNode(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The lying node first: the follower keeps its evidence and
+			// finishes on the honest node, every entry once, in order.
 			liar := startLyingNode(t, f, "ngo-1", lies{updates: tc.updates})
 			var log lockedBuffer
 			fl := &client.Follower{
@@ -220,11 +223,37 @@ func TestFollowerMisbehavingNode(t *testing.T) {
 				got = append(got, u.Index)
 				return nil
 			})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error saying %q", err, tc.want)
+			if err != nil {
+				t.Fatalf("follow with one honest node: %v", err)
 			}
-			if log.String() != "" {
-				t.Errorf("the follower moved on: %s", log.String())
+			if !slices.Equal(got, []int64{0, 1, 2}) {
+				t.Errorf("fn saw entries %v, want 0, 1 and 2 once each", got)
+			}
+			if len(fl.Bad) != 1 || fl.Bad[0].Node != liar.Addr || fl.Bad[0].Index != 2 || !strings.Contains(fl.Bad[0].Error(), tc.want) {
+				t.Errorf("bad nodes %v, want %s at entry 2 saying %q", fl.Bad, liar.Addr, tc.want)
+			}
+			if !strings.Contains(log.String(), "fails verification") {
+				t.Errorf("the follower did not log its move: %s", log.String())
+			}
+
+			// Every node lying about entry 2: the follower fails, naming each.
+			corrupt := func(m *hashfedv1.SubscribeResponse) []*hashfedv1.SubscribeResponse {
+				if m.GetIndex() == 2 {
+					m.Entry = flipInEnvelope(t, m.Entry)
+				}
+				return []*hashfedv1.SubscribeResponse{m}
+			}
+			liar1 := startLyingNode(t, f, "ngo-1", lies{updates: corrupt})
+			liar2 := startLyingNode(t, f, "ngo-2", lies{updates: corrupt})
+			fl = &client.Follower{Clients: []*client.Client{dialAs(t, f, "techco", liar1.Addr), dialAs(t, f, "techco", liar2.Addr)}}
+			got = nil
+			err = fl.Follow(ctx, 0, tc.opts, func(u *client.Update) error {
+				got = append(got, u.Index)
+				return nil
+			})
+			if err == nil || !strings.Contains(err.Error(), "every node served entry 2") ||
+				!strings.Contains(err.Error(), liar1.Addr) || !strings.Contains(err.Error(), liar2.Addr) || !strings.Contains(err.Error(), "fails verification") {
+				t.Fatalf("got %v, want an error naming both nodes", err)
 			}
 			if !slices.Equal(got, []int64{0, 1}) {
 				t.Errorf("fn saw entries %v, want 0 and 1 only", got)

@@ -64,6 +64,17 @@ type lies struct {
 	updates func(msg *hashfedv1.SubscribeResponse) []*hashfedv1.SubscribeResponse
 	// registry replaces the registry JSON that GetRegistry returns.
 	registry func(reg []byte) []byte
+	// receipt replaces the receipt that GetReceipt returns.
+	receipt func(receipt []byte) []byte
+}
+
+func (n *lyingNode) GetReceipt(ctx context.Context, req *hashfedv1.GetReceiptRequest) (*hashfedv1.GetReceiptResponse, error) {
+	r, err := n.ledger.Ledger.GetReceipt(ctx, req)
+	if err != nil || n.lies.receipt == nil {
+		return r, err
+	}
+	r.Receipt = n.lies.receipt(r.GetReceipt())
+	return r, nil
 }
 
 // startLyingNode starts a lying node in front of the real node realID and

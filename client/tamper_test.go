@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -588,7 +589,7 @@ func TestSubscribeLyingNode(t *testing.T) {
 		}
 		return nil
 	})
-	if want := fmt.Sprintf("entry 2: payload SHA-256 %x does not match the statement's %s", alteredSum, st2.PayloadSHA256); err == nil || err.Error() != want {
+	if want := fmt.Sprintf("entry 2: payload SHA-256 %x does not match the statement's %s", alteredSum, st2.PayloadSHA256); err == nil || !strings.HasSuffix(err.Error(), want) || !strings.Contains(err.Error(), "node "+liar.Addr+" served entry 2") {
 		t.Errorf("Subscribe: got %v, want %q", err, want)
 	}
 	if !slices.Equal(got, []int64{0, 1}) {
@@ -759,6 +760,39 @@ func TestSubscribeForgedRegistry(t *testing.T) {
 }
 
 // receiptOf fetches and verifies entry index's receipt through c.
+// TestReceiptFromSkipsBadNode: a node serving a receipt whose entry was
+// altered is skipped, with its name in the evidence, and the receipt comes
+// from the honest node; with every node lying, ReceiptFrom fails naming each.
+func TestReceiptFromSkipsBadNode(t *testing.T) {
+	f := newFederation(t, true)
+	publish(t, f, 4)
+	ctx := testCtx(t)
+	want, _ := receiptOf(t, dialAs(t, f, "techco", f.Nodes["ngo-2"].APIAddr()), 1)
+	flip := func(r []byte) []byte {
+		r = bytes.Clone(r)
+		i := bytes.LastIndex(r, []byte("\n\n")) - 5 // inside the proof lines
+		r[i] ^= 1
+		return r
+	}
+	liar := startLyingNode(t, f, "ngo-1", lies{receipt: flip})
+	honest := dialAs(t, f, "techco", f.Nodes["ngo-2"].APIAddr())
+	got, info, skipped, err := client.ReceiptFrom(ctx, []*client.Client{dialAs(t, f, "techco", liar.Addr), honest}, 1)
+	if err != nil {
+		t.Fatalf("receipt with one honest node: %v", err)
+	}
+	if !bytes.Equal(got, want) || info.Index != 1 {
+		t.Errorf("got a receipt for entry %d that differs from the honest node's", info.Index)
+	}
+	if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), "node "+liar.Addr) || !strings.Contains(skipped[0].Error(), "does not verify") {
+		t.Errorf("skipped %v, want the lying node's receipt that does not verify", skipped)
+	}
+	liar2 := startLyingNode(t, f, "ngo-2", lies{receipt: flip})
+	_, _, _, err = client.ReceiptFrom(ctx, []*client.Client{dialAs(t, f, "techco", liar.Addr), dialAs(t, f, "techco", liar2.Addr)}, 1)
+	if err == nil || !strings.Contains(err.Error(), liar.Addr) || !strings.Contains(err.Error(), liar2.Addr) {
+		t.Fatalf("got %v, want an error naming both nodes", err)
+	}
+}
+
 func receiptOf(t *testing.T, c *client.Client, index int64) ([]byte, *client.ReceiptInfo) {
 	t.Helper()
 	receipt, info, err := c.Receipt(testCtx(t), index)

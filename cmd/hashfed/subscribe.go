@@ -190,6 +190,10 @@ func runSubscribe(args []string) error {
 	})
 	bw.Flush()
 	fmt.Fprintf(os.Stderr, "read %d entries (%d signals); next entry %d\n", entries, signals, cursor+entries)
+	// The entries read verified from another node: a warning, not a failure.
+	for _, b := range follower.Bad {
+		fmt.Fprintf(os.Stderr, "warning: bad node: %v (the entry was read from another node)\n", b)
+	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
