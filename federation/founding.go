@@ -1,8 +1,6 @@
 package federation
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,10 +16,8 @@ type Founder struct {
 
 // ParseFounder decodes a founder file. Unknown fields are an error.
 func ParseFounder(b []byte) (*Founder, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var f Founder
-	if err := dec.Decode(&f); err != nil {
+	if err := decodeStrict(b, &f); err != nil {
 		return nil, fmt.Errorf("parsing founder file: %w", err)
 	}
 	for _, n := range f.Nodes {

@@ -1,7 +1,6 @@
 package federation
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -123,16 +122,12 @@ func ValidSetName(s string) error {
 	return nil
 }
 
-// ParseGenesis decodes and validates a genesis document. Unknown fields are an error.
+// ParseGenesis decodes and validates a genesis document. Unknown fields,
+// duplicate or case-variant keys and trailing data are an error (see [decodeStrict]).
 func ParseGenesis(b []byte) (*Genesis, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var g Genesis
-	if err := dec.Decode(&g); err != nil {
+	if err := decodeStrict(b, &g); err != nil {
 		return nil, fmt.Errorf("parsing genesis: %w", err)
-	}
-	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
-		return nil, errors.New("parsing genesis: trailing data after the document")
 	}
 	if err := g.Validate(); err != nil {
 		return nil, err

@@ -103,10 +103,12 @@ func SignAct(env []byte, s *Signer) ([]byte, error) {
 	return json.MarshalIndent(e, "", "  ")
 }
 
-// PeekAct decodes an act without verifying any signature.
+// PeekAct decodes an act without verifying any signature. The envelope must
+// be unambiguous JSON and the act in its canonical encoding (see
+// [decodeCanonical]).
 func PeekAct(env []byte) (*Act, error) {
 	var e dsseEnvelope
-	if err := json.Unmarshal(env, &e); err != nil {
+	if err := decodeStrict(env, &e); err != nil {
 		return nil, fmt.Errorf("act envelope is not DSSE JSON: %w", err)
 	}
 	if e.PayloadType != ActPayloadType {
@@ -116,11 +118,12 @@ func PeekAct(env []byte) (*Act, error) {
 	if err != nil {
 		return nil, fmt.Errorf("act payload is not base64: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var a Act
-	if err := dec.Decode(&a); err != nil {
+	if err := decodeCanonical(body, &a); err != nil {
 		return nil, fmt.Errorf("act is not valid JSON: %w", err)
+	}
+	if a.Sequence == 0 {
+		return nil, errors.New("act sequence is 0: act sequences start at 1")
 	}
 	return &a, nil
 }

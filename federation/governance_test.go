@@ -186,7 +186,7 @@ func signerFromPEM(t *testing.T, org string, priv []byte) *federation.Signer {
 // samePub reports whether k is s's public key.
 func samePub(t *testing.T, k crypto.PublicKey, s *federation.Signer) bool {
 	t.Helper()
-	env, err := s.SignStatement(&federation.Statement{Org: s.Org})
+	env, err := s.SignStatement(&federation.Statement{Org: s.Org, Sequence: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -210,7 +210,7 @@ func TestStateApplyRejects(t *testing.T) {
 		},
 		{
 			name:    "sequence zero",
-			contrib: contribute(t, iwf, "iwf/list", 0, sig(federation.MD5, md5Hex(3))), want: federation.CodeAlreadyExists,
+			contrib: contribute(t, iwf, "iwf/list", 0, sig(federation.MD5, md5Hex(3))), want: federation.CodeInvalid, wantMsg: "sequence is 0",
 		},
 		{
 			name: "tampered signature",

@@ -201,7 +201,7 @@ type envelope struct {
 // returns until [OpenStatement] succeeds.
 func PeekStatement(env []byte) (*Statement, error) {
 	var e envelope
-	if err := json.Unmarshal(env, &e); err != nil {
+	if err := decodeStrict(env, &e); err != nil {
 		return nil, fmt.Errorf("statement envelope is not DSSE JSON: %w", err)
 	}
 	if e.PayloadType != StatementPayloadType {
@@ -217,12 +217,15 @@ func PeekStatement(env []byte) (*Statement, error) {
 	return decodeStatement(body)
 }
 
+// decodeStatement decodes a statement, which must be in its canonical
+// encoding (see [decodeCanonical]): the one reading every verifier agrees on.
 func decodeStatement(body []byte) (*Statement, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var st Statement
-	if err := dec.Decode(&st); err != nil {
+	if err := decodeCanonical(body, &st); err != nil {
 		return nil, fmt.Errorf("statement is not valid JSON: %w", err)
+	}
+	if st.Sequence == 0 {
+		return nil, errors.New("statement sequence is 0: sequences start at 1")
 	}
 	return &st, nil
 }
@@ -234,6 +237,13 @@ var ErrBadSignature = errors.New("statement signature does not verify")
 // OpenStatement verifies env's DSSE signature with key and returns the signed
 // statement.
 func OpenStatement(env []byte, key crypto.PublicKey) (*Statement, error) {
+	// The DSSE verifier parses the envelope with encoding/json: refuse first
+	// what another parser could read differently.
+	// No signature on such an envelope counts.
+	var e envelope
+	if err := decodeStrict(env, &e); err != nil {
+		return nil, fmt.Errorf("%w: the statement envelope is not DSSE JSON: %w", ErrBadSignature, err)
+	}
 	v, err := signature.LoadVerifier(key, crypto.SHA256)
 	if err != nil {
 		return nil, err
