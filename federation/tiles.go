@@ -13,5 +13,6 @@ func (s *State) HashTile(level, n int64, width int) ([]byte, error) {
 func (s *State) EntryBundle(n int64, width int) ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.tree.EntryBundle(n, width)
+	b, err := s.tree.EntryBundle(n, width)
+	return b, s.noteErr(err)
 }
