@@ -64,11 +64,35 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	return hdr[0], body, nil
 }
 
-// serveForward answers forwarded requests on one connection until it closes.
+// readRequest reads one request frame from a forward connection: the
+// connection may stay idle up to idle before the frame starts, then has
+// body to deliver the rest of it. A peer that stalls mid-frame, or holds a
+// connection without using it, is cut off.
+func readRequest(c net.Conn, r *bufio.Reader, idle, body time.Duration) (byte, []byte, error) {
+	c.SetReadDeadline(time.Now().Add(idle))
+	if _, err := r.Peek(1); err != nil {
+		return 0, nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(body))
+	op, b, err := readFrame(r)
+	c.SetReadDeadline(time.Time{})
+	return op, b, err
+}
+
+// serveForward answers forwarded requests on one connection until it
+// closes, it is idle for ForwardIdleTimeout, or a frame takes longer than
+// ForwardFrameTimeout to read or write. At most MaxForwardConns are served
+// at once; a connection past that is closed unread.
 func (n *Node) serveForward(c net.Conn) {
 	n.servedMu.Lock()
 	if n.closed {
 		n.servedMu.Unlock()
+		c.Close()
+		return
+	}
+	if len(n.served) >= n.cfg.MaxForwardConns {
+		n.servedMu.Unlock()
+		n.cfg.Log.Warn("refused a forward connection: at the limit of forward connections served at once", "remote", c.RemoteAddr().String(), "max_forward_conns", n.cfg.MaxForwardConns)
 		c.Close()
 		return
 	}
@@ -85,7 +109,7 @@ func (n *Node) serveForward(c net.Conn) {
 	}()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	for {
-		op, body, err := readFrame(r)
+		op, body, err := readRequest(c, r, n.cfg.ForwardIdleTimeout, n.cfg.ForwardFrameTimeout)
 		if err != nil {
 			return
 		}
@@ -108,6 +132,7 @@ func (n *Node) serveForward(c net.Conn) {
 			ferr = fmt.Errorf("unknown forward op %q", op)
 		}
 		cancel()
+		c.SetWriteDeadline(time.Now().Add(n.cfg.ForwardFrameTimeout))
 		switch {
 		case errors.Is(ferr, ErrNotLeader):
 			err = writeFrame(w, statusNotLeader, nil)

@@ -21,6 +21,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/hashfed/hashfed/internal/netlimit"
 )
 
 // Errors callers branch on.
@@ -104,7 +106,39 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// DialTimeout bounds connecting to another node.
 	DialTimeout time.Duration
+	// MaxConns bounds the connections open at once on the Raft listener,
+	// handshakes in progress included; past it, new connections are closed
+	// at once. 0 means [DefaultMaxConns].
+	MaxConns int
+	// MaxForwardConns bounds the forward connections served at once; 0
+	// means [DefaultMaxForwardConns].
+	MaxForwardConns int
+	// ForwardIdleTimeout is how long a served forward connection may wait
+	// for its next request; ForwardFrameTimeout bounds reading one request
+	// once it has begun, and writing its response. 0 means the defaults.
+	ForwardIdleTimeout  time.Duration
+	ForwardFrameTimeout time.Duration
+	// HandshakeTimeout bounds a connection's TLS handshake and kind byte on
+	// the Raft listener; 0 means [DefaultHandshakeTimeout].
+	HandshakeTimeout time.Duration
 }
+
+// DefaultMaxConns is the default bound on the Raft listener's connections:
+// an eighth of the descriptor limit, and at least 256 (a peer holds a few
+// Raft connections and one forward connection per write in flight).
+func DefaultMaxConns() int { return max(256, netlimit.Share(8)) }
+
+// DefaultMaxForwardConns is the default bound on forward connections served
+// at once.
+const DefaultMaxForwardConns = 256
+
+// Default forward connection deadlines. A forwarder drops its idle
+// connections once the peer closes them (see alive), so the idle timeout
+// costs a redial at most.
+const (
+	DefaultForwardIdleTimeout  = 2 * time.Minute
+	DefaultForwardFrameTimeout = 30 * time.Second
+)
 
 // DefaultConfig returns timings suited to a LAN or one machine.
 func DefaultConfig() Config {
@@ -135,6 +169,15 @@ func (c *Config) fillDefaults() {
 	set(&c.SnapshotInterval, d.SnapshotInterval)
 	set(&c.ApplyTimeout, d.ApplyTimeout)
 	set(&c.DialTimeout, d.DialTimeout)
+	set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	set(&c.ForwardIdleTimeout, DefaultForwardIdleTimeout)
+	set(&c.ForwardFrameTimeout, DefaultForwardFrameTimeout)
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns()
+	}
+	if c.MaxForwardConns == 0 {
+		c.MaxForwardConns = DefaultMaxForwardConns
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = d.SnapshotThreshold
 	}
@@ -206,7 +249,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.logs = logs
 
-	n.mux = newMuxListener(cfg.Listener, tcpAddr(cfg.Advertise), cfg.ServerTLS, cfg.Log, n.serveForward, n.authorizePeer)
+	n.mux = newMuxListener(netlimit.Listen(cfg.Listener, netlimit.Options{Name: "raft", MaxConns: cfg.MaxConns, Log: cfg.Log}), tcpAddr(cfg.Advertise), cfg.ServerTLS, cfg.HandshakeTimeout, cfg.Log, n.serveForward, n.authorizePeer)
 	n.streams = &streamLayer{m: n.mux, dialTLS: cfg.ClientTLS, authorize: n.authorizeServer}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.streams,

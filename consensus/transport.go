@@ -19,13 +19,14 @@ const (
 	kindForward byte = 'F'
 )
 
-// handshakeTimeout bounds a peer's TLS handshake and its kind byte.
-const handshakeTimeout = 10 * time.Second
+// DefaultHandshakeTimeout bounds a peer's TLS handshake and its kind byte.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // A muxListener accepts TLS connections and sorts them by kind.
 type muxListener struct {
 	ln        net.Listener
 	tlsConf   *tls.Config
+	handshake time.Duration
 	advertise net.Addr
 	log       *slog.Logger
 	raftConns chan net.Conn
@@ -39,9 +40,9 @@ type muxListener struct {
 	closed    chan struct{}
 }
 
-func newMuxListener(ln net.Listener, advertise net.Addr, conf *tls.Config, log *slog.Logger, forward func(net.Conn), authorize func(tls.ConnectionState, bool) error) *muxListener {
+func newMuxListener(ln net.Listener, advertise net.Addr, conf *tls.Config, handshake time.Duration, log *slog.Logger, forward func(net.Conn), authorize func(tls.ConnectionState, bool) error) *muxListener {
 	m := &muxListener{
-		ln: ln, tlsConf: conf, advertise: advertise, log: log, forward: forward, authorize: authorize,
+		ln: ln, tlsConf: conf, handshake: handshake, advertise: advertise, log: log, forward: forward, authorize: authorize,
 		raftConns: make(chan net.Conn),
 		ready:     make(chan struct{}),
 		closed:    make(chan struct{}),
@@ -50,7 +51,26 @@ func newMuxListener(ln net.Listener, advertise net.Addr, conf *tls.Config, log *
 	return m
 }
 
+// Accept backoff: after a failed Accept the loop waits acceptBackoffMin,
+// doubling on each further failure up to acceptBackoffMax, and logs at most
+// once per acceptLogEvery.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+	acceptLogEvery   = 10 * time.Second
+)
+
+// acceptLoop accepts until Close. Every failure of Accept but a closed
+// listener is taken as temporary (EMFILE and ENFILE when descriptors run out,
+// ECONNABORTED and ECONNRESET from a peer that left, timeouts): the loop backs
+// off and goes on, so that a stranger who exhausts the process's descriptors
+// for a while cannot take the node out of Raft for good.
+// acceptLoop hands each connection to sort until the listener is closed. The
+// listener is a [netlimit.Listener] (see newMuxListener's callers), which
+// rides out accept errors such as EMFILE with a backoff; a plain listener's
+// errors are retried the same way here, so only Close ends the loop.
 func (m *muxListener) acceptLoop() {
+	var delay time.Duration
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
@@ -59,15 +79,21 @@ func (m *muxListener) acceptLoop() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				m.log.Error("raft listener closed under the node", "err", err)
+				m.Close()
+				return
 			}
-			m.log.Error("raft listener stopped", "err", err)
-			m.Close()
-			return
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("raft listener: accept failed; retrying", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-m.closed:
+				return
+			}
+			continue
 		}
+		delay = 0
 		go m.sort(c)
 	}
 }
@@ -76,7 +102,7 @@ func (m *muxListener) acceptLoop() {
 // cannot stall other connections, then routes the connection by kind.
 func (m *muxListener) sort(c net.Conn) {
 	tc := tls.Server(c, m.tlsConf)
-	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	c.SetDeadline(time.Now().Add(m.handshake))
 	if err := tc.HandshakeContext(context.Background()); err != nil {
 		m.log.Warn("refused raft connection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
