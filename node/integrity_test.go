@@ -312,7 +312,31 @@ func TestDamagedStorageRefusesStart(t *testing.T) {
 		if err == nil {
 			t.Fatal("node started on a garbled sst")
 		}
+		t.Logf("start refused: %v", err)
 		for _, s := range remedy {
+			if !strings.Contains(err.Error(), s) {
+				t.Fatalf("start error lacks %q: %v", s, err)
+			}
+		}
+	})
+	t.Run("MANIFEST missing", func(t *testing.T) {
+		other := f.Files[2]
+		dir := filepath.Join(other.NodeConfig().DataDir, "state")
+		manifests, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+		if len(manifests) == 0 {
+			t.Fatal("no MANIFEST")
+		}
+		for _, p := range manifests {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, err := startWith(t, f, other, nil)
+		if err == nil {
+			t.Fatal("node started without its MANIFEST")
+		}
+		t.Logf("start refused: %v", err)
+		for _, s := range []string{"wipe this node's data and rejoin", "mv " + other.NodeConfig().DataDir, "join:"} {
 			if !strings.Contains(err.Error(), s) {
 				t.Fatalf("start error lacks %q: %v", s, err)
 			}
