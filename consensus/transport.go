@@ -51,20 +51,6 @@ func newMuxListener(ln net.Listener, advertise net.Addr, conf *tls.Config, hands
 	return m
 }
 
-// Accept backoff: after a failed Accept the loop waits acceptBackoffMin,
-// doubling on each further failure up to acceptBackoffMax, and logs at most
-// once per acceptLogEvery.
-const (
-	acceptBackoffMin = 5 * time.Millisecond
-	acceptBackoffMax = time.Second
-	acceptLogEvery   = 10 * time.Second
-)
-
-// acceptLoop accepts until Close. Every failure of Accept but a closed
-// listener is taken as temporary (EMFILE and ENFILE when descriptors run out,
-// ECONNABORTED and ECONNRESET from a peer that left, timeouts): the loop backs
-// off and goes on, so that a stranger who exhausts the process's descriptors
-// for a while cannot take the node out of Raft for good.
 // acceptLoop hands each connection to sort until the listener is closed. The
 // listener is a [netlimit.Listener] (see newMuxListener's callers), which
 // rides out accept errors such as EMFILE with a backoff; a plain listener's
