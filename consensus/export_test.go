@@ -18,10 +18,3 @@ func (n *Node) LastSnapshotIndex() uint64 {
 func (n *Node) TransferLeadershipTo(id, address string) error {
 	return n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(address)).Error()
 }
-
-// LastIndex reports the index of the last entry in the node's Raft log.
-func (n *Node) LastIndex() uint64 { return n.raft.LastIndex() }
-
-// ReadRounds reports how many ReadIndex rounds (leadership confirmations)
-// the node has run as leader.
-func (n *Node) ReadRounds() uint64 { return n.reads.rounds.Load() }

@@ -198,8 +198,6 @@ type Node struct {
 	// every earlier command applied (see leaderReady).
 	readyTerm atomic.Uint64
 	store     *raftboltdb.BoltStore
-	logs      raft.LogStore
-	reads     readBatcher
 	transport *raft.NetworkTransport
 	mux       *muxListener
 	streams   *streamLayer
@@ -247,7 +245,6 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
-	n.logs = logs
 
 	n.mux = newMuxListener(netlimit.Listen(cfg.Listener, netlimit.Options{Name: "raft", MaxConns: cfg.MaxConns, Log: cfg.Log}), tcpAddr(cfg.Advertise), cfg.ServerTLS, cfg.HandshakeTimeout, cfg.Log, n.serveForward, n.authorizePeer)
 	n.streams = &streamLayer{m: n.mux, dialTLS: cfg.ClientTLS, authorize: n.authorizeServer}
@@ -469,16 +466,14 @@ func (n *Node) leaderReady() error {
 
 // Sync waits until this node has applied every command the leader had
 // committed when Sync was called, so a read of local state that follows sees
-// all writes acknowledged before it (read-your-writes on any node). It
-// writes nothing to the Raft log: the leader confirms its leadership with a
-// heartbeat round shared by concurrent reads (see readIndex).
+// all writes acknowledged before it (read-your-writes on any node).
 func (n *Node) Sync(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 		defer cancel()
 	}
-	res, err := n.toLeader(ctx, func(ctx context.Context) ([]byte, error) { return n.syncLocalCtx(ctx) }, opSync, nil)
+	res, err := n.toLeader(ctx, func(context.Context) ([]byte, error) { return n.syncLocal() }, opSync, nil)
 	if err != nil {
 		return err
 	}
@@ -487,8 +482,6 @@ func (n *Node) Sync(ctx context.Context) error {
 	}
 	// Raft's own applied index moves when a command is handed to the state
 	// machine, before the machine has applied it; the machine's is exact.
-	// want is a command index (or one the machine already passed), so the
-	// machine's applied index reaches it.
 	want := binary.BigEndian.Uint64(res)
 	for n.machine.applied.Load() < want {
 		select {
@@ -500,24 +493,23 @@ func (n *Node) Sync(ctx context.Context) error {
 	return nil
 }
 
-// syncLocal runs on the leader for a forwarded sync request: it answers
-// the read index, the index of the command the requester's state machine
-// must reach (8 bytes, big-endian).
+// syncLocal runs on the leader: a barrier makes sure every committed command
+// is applied here, and the index of the last command applied is what
+// followers must reach (the log after it holds no command, only entries
+// such as the barrier, which state machines never see).
 func (n *Node) syncLocal() ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
-	defer cancel()
-	return n.syncLocalCtx(ctx)
-}
-
-func (n *Node) syncLocalCtx(ctx context.Context) ([]byte, error) {
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	index, err := n.readIndex(ctx)
-	if err != nil {
-		return nil, err
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		// A barrier changes nothing, so one cut short by a leadership change
+		// is retried on the new leader like any not-leader answer.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, ErrNotLeader
+		}
+		return nil, fmt.Errorf("barrier: %w", err)
 	}
-	return binary.BigEndian.AppendUint64(nil, index), nil
+	return binary.BigEndian.AppendUint64(nil, n.machine.applied.Load()), nil
 }
 
 func (n *Node) joinLocal(jr joinRequest) error {
