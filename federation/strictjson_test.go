@@ -130,7 +130,7 @@ func TestStateRefusesAmbiguousAct(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rewrites := ambiguousRewrites[:len(ambiguousRewrites)-1:len(ambiguousRewrites)-1]
+	rewrites := ambiguousRewrites[: len(ambiguousRewrites)-1 : len(ambiguousRewrites)-1]
 	rewrites = append(rewrites, struct {
 		name, msg string
 		edit      func(b []byte) []byte
