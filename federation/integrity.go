@@ -306,19 +306,7 @@ func (s *State) RepairEntry(i int64, leaf, payload []byte) error {
 		if payload != nil {
 			b.Set(indexKey(kPayload, i), payload, nil)
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
-			return err
-		}
-		// Appends since the damage may have computed the root from it:
-		// recompute the root from the stored hashes as they are now. (Hashes
-		// those appends stored from the damaged one are found and repaired
-		// in turn by VerifyEntries.)
-		tree, err := ledger.NewTree(s.db)
-		if err != nil {
-			return err
-		}
-		s.tree = tree
-		return nil
+		return b.Commit(pebble.Sync)
 	}(); err != nil {
 		return err
 	}

@@ -115,11 +115,7 @@ func (n *Node) checkStorageAtStart() error {
 	ctx, cancel := context.WithTimeout(context.Background(), repairTimeout)
 	defer cancel()
 	if err := n.repair(ctx); err != nil {
-		var ev []string
-		for _, f := range n.state.StorageFaults() {
-			ev = append(ev, f.Error())
-		}
-		return fmt.Errorf("this node's stored ledger is damaged (%s) and could not be repaired from its peers (%w); %s", strings.Join(ev, "; "), err, n.storageRemedy())
+		return fmt.Errorf("this node's stored ledger is damaged and could not be repaired from its peers (%w); %s", err, n.storageRemedy())
 	}
 	return nil
 }
@@ -228,11 +224,9 @@ func (n *Node) treeFault() error {
 }
 
 // storageStatus turns an error reading entries [start, end) into the status
-// a client sees: DataLoss naming the range when the records are damaged
-// (and health turns NOT_SERVING at once).
-func (n *Node) storageStatus(err error, start, end int64) error {
+// a client sees: DataLoss naming the range when the records are damaged.
+func storageStatus(err error, start, end int64) error {
 	if errors.Is(err, federation.ErrStorageFault) {
-		n.setHealth()
 		return status.Errorf(codes.DataLoss, "this node's stored copy of entries [%d, %d) is damaged (%v); it is repairing it from its peers: ask another node", start, end, err)
 	}
 	return status.Errorf(codes.Internal, "reading entries [%d, %d): %v", start, end, err)

@@ -50,7 +50,7 @@ func (s *ledgerService) GetReceipt(ctx context.Context, req *hashfedv1.GetReceip
 			}
 			leaves, err := state.Entries(index, index+1)
 			if err != nil {
-				return nil, s.n.storageStatus(err, index, index+1)
+				return nil, storageStatus(err, index, index+1)
 			}
 			p := &ledger.Proof{Extra: leaves[0], Index: index, Hashes: hashes, Checkpoint: signed}
 			return &hashfedv1.GetReceiptResponse{Receipt: p.Marshal()}, nil

@@ -138,7 +138,7 @@ func (s *ledgerService) GetEntries(ctx context.Context, req *hashfedv1.GetEntrie
 	}
 	leaves, err := s.n.state.Entries(start, end)
 	if err != nil {
-		return nil, s.n.storageStatus(err, start, end)
+		return nil, storageStatus(err, start, end)
 	}
 	return &hashfedv1.GetEntriesResponse{Entries: leaves}, nil
 }

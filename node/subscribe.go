@@ -140,7 +140,7 @@ func (s *subscribeService) Subscribe(req *hashfedv1.SubscribeRequest, stream grp
 			end := min(size, cursor+subscribeBatch)
 			leaves, err := state.Entries(cursor, end)
 			if err != nil {
-				return s.n.storageStatus(err, cursor, end)
+				return storageStatus(err, cursor, end)
 			}
 			read += int64(len(leaves))
 			probe(read, sent)
