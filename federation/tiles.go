@@ -13,6 +13,5 @@ func (s *State) HashTile(level, n int64, width int) ([]byte, error) {
 func (s *State) EntryBundle(n int64, width int) ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	b, err := s.tree.EntryBundle(n, width)
-	return b, s.noteErr(err)
+	return s.tree.EntryBundle(n, width)
 }

@@ -58,8 +58,6 @@ type Config struct {
 	Raft RaftConfig `yaml:"raft"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
-	// Integrity tunes the node's checks of its own stored ledger.
-	Integrity IntegrityConfig `yaml:"integrity"`
 
 	// Log overrides the logger built from LogLevel (not read from YAML).
 	Log *slog.Logger `yaml:"-"`

@@ -72,7 +72,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	state, err := openStateChecked(cfg.DataDir, filepath.Join(cfg.DataDir, "state"), doc)
+	state, err := federation.OpenState(filepath.Join(cfg.DataDir, "state"), doc, federation.StateOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -167,11 +167,6 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.peerCreds = credentials.NewTLS(clientTLS)
 	n.trust = trust
 	n.cosigners.n = n
-	if err := n.checkStorageAtStart(); err != nil {
-		raftLn.Close()
-		apiLn.Close()
-		return nil, err
-	}
 
 	var boot []consensus.Peer
 	for _, gn := range g.Nodes {
@@ -250,8 +245,6 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.checkpointLoop(cfg.CheckpointInterval) }()
 	go func() { defer n.wg.Done(); n.trustLoop() }()
-	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.integrityLoop() }()
 	if err := n.startTileServer(cert, trust); err != nil {
 		n.Close()
 		return nil, err
@@ -407,5 +400,5 @@ func (n *Node) recordGenesis() {
 		case <-t.C:
 		}
 	}
-	n.setHealth()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 }

@@ -138,7 +138,7 @@ func (s *ledgerService) GetEntries(ctx context.Context, req *hashfedv1.GetEntrie
 	}
 	leaves, err := s.n.state.Entries(start, end)
 	if err != nil {
-		return nil, storageStatus(err, start, end)
+		return nil, status.Errorf(codes.Internal, "reading entries: %v", err)
 	}
 	return &hashfedv1.GetEntriesResponse{Entries: leaves}, nil
 }
@@ -150,9 +150,6 @@ func (s *ledgerService) GetInclusionProof(ctx context.Context, req *hashfedv1.Ge
 	}
 	if have := s.n.state.Size(); size > have {
 		return nil, status.Errorf(codes.OutOfRange, "tree size %d is larger than this node's ledger (%d)", size, have)
-	}
-	if err := s.n.treeFault(); err != nil {
-		return nil, err
 	}
 	p, err := s.n.state.InclusionProof(index, size)
 	if err != nil {
@@ -168,9 +165,6 @@ func (s *ledgerService) GetConsistencyProof(ctx context.Context, req *hashfedv1.
 	}
 	if have := s.n.state.Size(); newSize > have {
 		return nil, status.Errorf(codes.OutOfRange, "tree size %d is larger than this node's ledger (%d)", newSize, have)
-	}
-	if err := s.n.treeFault(); err != nil {
-		return nil, err
 	}
 	p, err := s.n.state.ConsistencyProof(oldSize, newSize)
 	if err != nil {
@@ -260,9 +254,6 @@ func (s *clusterService) Status(ctx context.Context, _ *hashfedv1.StatusRequest)
 		AppliedIndex:  st.AppliedIndex,
 		Term:          st.Term,
 		LedgerSize:    s.n.state.Size(),
-	}
-	for _, f := range s.n.state.StorageFaults() {
-		out.StorageFaults = append(out.StorageFaults, f.Error())
 	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, &hashfedv1.Member{NodeId: m.ID, RaftAddress: m.Address, Voter: m.Voter})

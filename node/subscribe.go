@@ -140,7 +140,7 @@ func (s *subscribeService) Subscribe(req *hashfedv1.SubscribeRequest, stream grp
 			end := min(size, cursor+subscribeBatch)
 			leaves, err := state.Entries(cursor, end)
 			if err != nil {
-				return storageStatus(err, cursor, end)
+				return status.Errorf(codes.Internal, "reading ledger entries [%d, %d): %v", cursor, end, err)
 			}
 			read += int64(len(leaves))
 			probe(read, sent)

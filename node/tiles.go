@@ -14,10 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/status"
-
 	"github.com/hashfed/hashfed/certs"
-	"github.com/hashfed/hashfed/federation"
 	"github.com/hashfed/hashfed/ledger"
 )
 
@@ -180,10 +177,6 @@ func (n *Node) serveTiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var data []byte
-	if err := n.treeFault(); err != nil && !p.Entries {
-		http.Error(w, status.Convert(err).Message(), http.StatusServiceUnavailable)
-		return
-	}
 	if p.Entries {
 		data, err = n.state.EntryBundle(p.N, p.Width)
 		h.Set("Vary", "Accept-Encoding")
@@ -193,9 +186,6 @@ func (n *Node) serveTiles(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ledger.ErrTileNotAvailable):
 		http.Error(w, fmt.Sprintf("%s is not in this node's ledger of %d entries (yet)", p, n.state.Size()), http.StatusNotFound)
-		return
-	case errors.Is(err, federation.ErrStorageFault):
-		http.Error(w, fmt.Sprintf("this node's stored copy of %s is damaged (%v); it is repairing it from its peers: ask another node", p, err), http.StatusServiceUnavailable)
 		return
 	case err != nil:
 		n.log.Error("tile server", "path", path, "err", err)

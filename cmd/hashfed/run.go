@@ -162,12 +162,6 @@ func runStatus(args []string) error {
 		}
 		fmt.Printf("  member %-16s %-22s %s\n", m.GetNodeId(), m.GetRaftAddress(), role)
 	}
-	if f := st.GetStorageFaults(); len(f) > 0 {
-		fmt.Printf("storage DAMAGED: %d record(s); the node does not cosign or serve them and is repairing them from its peers\n", len(f))
-		for _, l := range f {
-			fmt.Printf("  %q\n", l)
-		}
-	}
 	return nil
 }
 

@@ -406,12 +406,7 @@ type StatusResponse struct {
 	AppliedIndex  uint64    `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	Term          uint64    `protobuf:"varint,7,opt,name=term,proto3" json:"term,omitempty"`
 	// Number of ledger entries this node holds.
-	LedgerSize int64 `protobuf:"varint,8,opt,name=ledger_size,json=ledgerSize,proto3" json:"ledger_size,omitempty"`
-	// Damaged records this node found in its own storage and has not yet
-	// repaired, one line of evidence each (entry, record, stored, expected).
-	// While any is listed the node does not cosign, does not serve them and
-	// reports NOT_SERVING in gRPC health.
-	StorageFaults []string `protobuf:"bytes,9,rep,name=storage_faults,json=storageFaults,proto3" json:"storage_faults,omitempty"`
+	LedgerSize    int64 `protobuf:"varint,8,opt,name=ledger_size,json=ledgerSize,proto3" json:"ledger_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,13 +497,6 @@ func (x *StatusResponse) GetLedgerSize() int64 {
 	return 0
 }
 
-func (x *StatusResponse) GetStorageFaults() []string {
-	if x != nil {
-		return x.StorageFaults
-	}
-	return nil
-}
-
 var File_hashfed_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_hashfed_v1_cluster_proto_rawDesc = "" +
@@ -535,7 +523,7 @@ const file_hashfed_v1_cluster_proto_rawDesc = "" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x14\n" +
-	"\x05voter\x18\x03 \x01(\bR\x05voter\"\xb2\x02\n" +
+	"\x05voter\x18\x03 \x01(\bR\x05voter\"\x8b\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -545,8 +533,7 @@ const file_hashfed_v1_cluster_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x12\n" +
 	"\x04term\x18\a \x01(\x04R\x04term\x12\x1f\n" +
 	"\vledger_size\x18\b \x01(\x03R\n" +
-	"ledgerSize\x12%\n" +
-	"\x0estorage_faults\x18\t \x03(\tR\rstorageFaults2\x8b\x02\n" +
+	"ledgerSize2\x8b\x02\n" +
 	"\x0eClusterService\x129\n" +
 	"\x04Join\x12\x17.hashfed.v1.JoinRequest\x1a\x18.hashfed.v1.JoinResponse\x12?\n" +
 	"\x06Status\x12\x19.hashfed.v1.StatusRequest\x1a\x1a.hashfed.v1.StatusResponse\x12?\n" +
