@@ -51,35 +51,22 @@ func newMuxListener(ln net.Listener, advertise net.Addr, conf *tls.Config, hands
 	return m
 }
 
-// acceptLoop hands each connection to sort until the listener is closed. The
-// listener is a [netlimit.Listener] (see newMuxListener's callers), which
-// rides out accept errors such as EMFILE with a backoff; a plain listener's
-// errors are retried the same way here, so only Close ends the loop.
+// acceptLoop hands each connection to sort until the listener is closed.
+// The listener is a [netlimit.Listener] (Start wraps it), which rides out
+// accept errors such as EMFILE with a backoff and returns an error only once
+// it is closed, so any error here ends the loop.
 func (m *muxListener) acceptLoop() {
-	var delay time.Duration
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
 			select {
 			case <-m.closed:
-				return
 			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
 				m.log.Error("raft listener closed under the node", "err", err)
 				m.Close()
-				return
 			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			m.log.Warn("raft listener: accept failed; retrying", "err", err, "retry_in", delay)
-			select {
-			case <-time.After(delay):
-			case <-m.closed:
-				return
-			}
-			continue
+			return
 		}
-		delay = 0
 		go m.sort(c)
 	}
 }
